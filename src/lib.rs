@@ -1,0 +1,14 @@
+//! swarmfs: a BitTorrent client mounted as a FUSE filesystem.
+//!
+//! - [`metainfo`]: .torrent files, read ([`metainfo::Metainfo`]) and made
+//!   ([`metainfo::create`]).
+//! - [`storage`]: pieces on disk, hash checking and the resume file.
+//! - [`engine`]: the swarm engine (peers, trackers, picking, choking).
+//! - [`fs`]: the FUSE adapter over the engine.
+//! - [`units`]: byte sizes and rates as people write them (`256k`, `1.5M`).
+
+pub mod engine;
+pub mod fs;
+pub mod metainfo;
+pub mod storage;
+pub mod units;

@@ -1,0 +1,329 @@
+//! The `swarmfs` command: mount a torrent, or inspect, check and make torrents.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use slog::{debug, info, o, warn, Drain, Logger};
+
+use swarmfs::metainfo::create::{create, CreateOptions};
+use swarmfs::metainfo::Metainfo;
+use swarmfs::storage::{check, resume, OpenMode, Storage};
+use swarmfs::units::{format_size, parse_size};
+
+/// Exit status for a failure (bad input, I/O error, unsupported request).
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "swarmfs",
+    version,
+    about = "A BitTorrent client you mount as a FUSE filesystem",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// The .torrent file to download and seed.
+    #[arg(required = true)]
+    torrent: Option<PathBuf>,
+
+    /// Where to mount the control tree.
+    #[arg(required = true)]
+    mountpoint: Option<PathBuf>,
+
+    #[command(flatten)]
+    verbosity: Verbosity,
+}
+
+#[derive(Args)]
+struct Verbosity {
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+
+    /// Less log output (-q warnings only, -qq errors only).
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
+    quiet: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a .torrent file holds.
+    Info { torrent: PathBuf },
+    /// Verify data against a torrent and write its resume file.
+    /// Exits 0 when the data is complete, 1 when it is not.
+    Check {
+        torrent: PathBuf,
+        /// The data directory (the one that holds the torrent's file or folder).
+        #[arg(long, short, value_name = "DIR", default_value = ".")]
+        data: PathBuf,
+        /// Hashing threads (default: one per core).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+    },
+    /// Make a .torrent of a file or a directory.
+    Create {
+        /// The file or directory to share.
+        path: PathBuf,
+        /// Tracker URL; repeat for more tiers, or give a tier as URL,URL.
+        #[arg(short = 't', long = "tracker", value_name = "URL")]
+        trackers: Vec<String>,
+        /// Piece length in bytes, a power of two (suffixes k, M: 256k). Default: automatic.
+        #[arg(long, short = 'l', value_name = "BYTES", value_parser = parse_size)]
+        piece_length: Option<u64>,
+        /// Mark the torrent private (BEP 27): peers only from its trackers.
+        #[arg(long)]
+        private: bool,
+        /// A comment stored in the torrent.
+        #[arg(long, short = 'c', value_name = "TEXT")]
+        comment: Option<String>,
+        /// Where to write the .torrent.
+        #[arg(short, long, value_name = "OUT.torrent")]
+        output: PathBuf,
+        /// Overwrite the output file if it exists.
+        #[arg(long, short = 'f')]
+        force: bool,
+        /// Leave out the creation date, so the same content always gives the same file.
+        #[arg(long)]
+        no_date: bool,
+        /// Hashing threads (default: one per core).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+    },
+}
+
+/// A failure to report: what went wrong, already phrased for the user.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (log, _guard) = logger(&cli.verbosity);
+    let result = match cli.command {
+        Some(Command::Info { torrent }) => info_command(&torrent),
+        Some(Command::Check {
+            torrent,
+            data,
+            threads,
+        }) => check_command(&log, &torrent, &data, threads),
+        Some(Command::Create {
+            path,
+            trackers,
+            piece_length,
+            private,
+            comment,
+            output,
+            force,
+            no_date,
+            threads,
+        }) => {
+            let options = CreateOptions {
+                trackers: trackers
+                    .iter()
+                    .map(|tier| tier.split(',').map(str::to_owned).collect())
+                    .collect(),
+                piece_length,
+                private,
+                comment,
+                created_by: Some(format!("swarmfs/{}", env!("CARGO_PKG_VERSION"))),
+                creation_date: (!no_date).then(unix_now),
+                threads: threads.unwrap_or(0),
+                exclude: Some(output.clone()),
+            };
+            create_command(&log, &path, &output, force, &options)
+        }
+        None => mount_command(cli.torrent.as_deref(), cli.mountpoint.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure(message)) => {
+            drop(_guard);
+            eprintln!("swarmfs: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn logger(verbosity: &Verbosity) -> (Logger, slog_async::AsyncGuard) {
+    let level = match (verbosity.verbose, verbosity.quiet) {
+        (0, 0) => slog::Level::Info,
+        (1, _) => slog::Level::Debug,
+        (v, _) if v >= 2 => slog::Level::Trace,
+        (_, 1) => slog::Level::Warning,
+        _ => slog::Level::Error,
+    };
+    let decorator = slog_term::TermDecorator::new().stderr().build();
+    let drain = slog_term::CompactFormat::new(decorator).build().fuse();
+    let (drain, guard) = slog_async::Async::new(drain).build_with_guard();
+    let drain = slog::LevelFilter::new(drain.fuse(), level).fuse();
+    (Logger::root(drain, o!()), guard)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn load(torrent: &Path) -> Result<Metainfo, Failure> {
+    Metainfo::from_file(torrent).map_err(|e| Failure(format!("{}: {e}", torrent.display())))
+}
+
+fn info_command(torrent: &Path) -> Result<ExitCode, Failure> {
+    let meta = load(torrent)?;
+    let mut out = String::new();
+    let size = |n: u64| format!("{n} ({})", format_size(n));
+    out.push_str(&format!("name: {}\n", meta.name));
+    out.push_str(&format!("info-hash: {}\n", meta.info_hash));
+    out.push_str(&format!("size: {}\n", size(meta.total_length)));
+    out.push_str(&format!("piece-length: {}\n", size(meta.piece_length)));
+    out.push_str(&format!("pieces: {}\n", meta.piece_count()));
+    out.push_str(&format!(
+        "private: {}\n",
+        if meta.private { "yes" } else { "no" }
+    ));
+    if let Some(comment) = &meta.comment {
+        out.push_str(&format!("comment: {comment}\n"));
+    }
+    if let Some(created_by) = &meta.created_by {
+        out.push_str(&format!("created-by: {created_by}\n"));
+    }
+    if let Some(date) = meta.creation_date {
+        out.push_str(&format!("creation-date: {date}\n"));
+    }
+    for (i, tier) in meta.trackers.iter().enumerate() {
+        out.push_str(&format!("tier {}: {}\n", i + 1, tier.join(" ")));
+    }
+    out.push_str(&format!("files: {}\n", meta.files.len()));
+    for file in &meta.files {
+        out.push_str(&format!(
+            "{:>14} {}\n",
+            file.length,
+            file.relative_path().display()
+        ));
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_command(
+    log: &Logger,
+    torrent: &Path,
+    data: &Path,
+    threads: Option<usize>,
+) -> Result<ExitCode, Failure> {
+    let meta = load(torrent)?;
+    if !data.is_dir() {
+        return Err(Failure(format!(
+            "data directory {} does not exist or is not a directory",
+            data.display()
+        )));
+    }
+    let storage = Storage::open(&meta, data, OpenMode::ReadOnly)?;
+    let threads = threads.unwrap_or_else(check::default_threads);
+    let count = meta.piece_count();
+    let started = Instant::now();
+    let reported = AtomicU32::new(0);
+    // Progress about every 5%, at info level so -q silences it.
+    let progress = |done: u32| {
+        let step = (count / 20).max(1);
+        let last = reported.load(Ordering::Relaxed);
+        if done >= last + step
+            && reported
+                .compare_exchange(last, done, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            info!(log, "checking"; "pieces" => format!("{done}/{count}"));
+        }
+    };
+    let have = check::verify_pieces(&storage, threads, &|_| true, &progress)?;
+    let seconds = started.elapsed().as_secs_f64();
+    info!(log, "checked";
+        "bytes" => meta.total_length,
+        "seconds" => format!("{seconds:.2}"),
+        "MiB/s" => format!("{:.0}", meta.total_length as f64 / (1 << 20) as f64 / seconds.max(1e-9)),
+        "threads" => threads);
+
+    let resume_path = resume::path_for(data, &meta);
+    resume::record(&storage, &meta, &have, &resume_path)?;
+    debug!(log, "wrote resume file"; "path" => resume_path.display().to_string());
+
+    let have_count = have.count_ones();
+    println!("have {have_count}/{count} pieces");
+    if have_count == count as usize {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let layout = storage.layout();
+    for (i, file) in meta.files.iter().enumerate() {
+        let pieces = layout.pieces_of_file(i);
+        let total = pieces.len();
+        let good = pieces.filter(|&p| have[p as usize]).count();
+        if good < total {
+            println!(
+                "incomplete {}/{} {}",
+                good,
+                total,
+                file.relative_path().display()
+            );
+        }
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn create_command(
+    log: &Logger,
+    path: &Path,
+    output: &Path,
+    force: bool,
+    options: &CreateOptions,
+) -> Result<ExitCode, Failure> {
+    if output.exists() && !force {
+        return Err(Failure(format!(
+            "{} exists (use --force to overwrite it)",
+            output.display()
+        )));
+    }
+    let started = Instant::now();
+    let created = create(path, options, &|_, _| {})
+        .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    for skipped in &created.skipped {
+        warn!(log, "left out (not a regular file or directory)"; "path" => skipped.display().to_string());
+    }
+    std::fs::write(output, &created.bytes)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", output.display())))?;
+    let meta = &created.meta;
+    info!(log, "created";
+        "torrent" => output.display().to_string(),
+        "files" => meta.files.len(),
+        "size" => format_size(meta.total_length),
+        "piece-length" => format_size(meta.piece_length),
+        "seconds" => format!("{:.2}", started.elapsed().as_secs_f64()));
+    println!("{}", meta.info_hash);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mount_command(torrent: Option<&Path>, mountpoint: Option<&Path>) -> Result<ExitCode, Failure> {
+    let (Some(torrent), Some(mountpoint)) = (torrent, mountpoint) else {
+        return Err(Failure(
+            "usage: swarmfs TORRENT MOUNTPOINT (see --help)".into(),
+        ));
+    };
+    // Validate what we can now, so the message is about the real problem.
+    load(torrent)?;
+    Err(Failure(format!(
+        "cannot mount {} on {}: mounting arrives in a later version of swarmfs \
+         (this one offers info, check and create)",
+        torrent.display(),
+        mountpoint.display()
+    )))
+}

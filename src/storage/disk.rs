@@ -1,0 +1,292 @@
+//! Reading, writing and verifying blocks in the torrent's files.
+//!
+//! Positional I/O (`pread`/`pwrite`) on shared handles: every method takes
+//! `&self`, so the hash checker's threads and, later, the per-peer disk tasks
+//! can use one `Storage` at once. Writers never overlap because each block
+//! belongs to exactly one place in one piece.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sha1::{Digest, Sha1};
+
+use super::layout::Layout;
+use crate::metainfo::Metainfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is missing")]
+    Missing { path: PathBuf },
+    #[error("{path} is shorter than the torrent says")]
+    Short { path: PathBuf },
+    #[error("{path} exists but is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("block at piece {piece} offset {offset} length {len} is outside the torrent")]
+    OutOfRange { piece: u32, offset: u64, len: u64 },
+    #[error("storage was opened read-only")]
+    ReadOnly,
+}
+
+impl StorageError {
+    fn io(op: &'static str, path: &Path, source: io::Error) -> StorageError {
+        StorageError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// True when the data simply is not there yet (as opposed to a failing disk).
+    pub fn is_absent_data(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Missing { .. } | StorageError::Short { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Open what exists; missing files count as missing data. Used by `check`.
+    ReadOnly,
+    /// Create missing directories and files and extend short files (sparse).
+    Create,
+}
+
+/// What a file looked like on disk: enough to notice that it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: i128,
+}
+
+impl FileStamp {
+    pub fn of(metadata: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            size: metadata.len(),
+            mtime_ns: metadata.mtime() as i128 * 1_000_000_000 + metadata.mtime_nsec() as i128,
+        }
+    }
+}
+
+struct StoredFile {
+    path: PathBuf,
+    handle: Option<File>,
+    /// Written since the last `sync`.
+    dirty: AtomicBool,
+}
+
+pub struct Storage {
+    layout: Layout,
+    piece_hashes: Vec<[u8; 20]>,
+    files: Vec<StoredFile>,
+    writable: bool,
+}
+
+impl Storage {
+    /// Opens the torrent's files under `root` (the data directory).
+    pub fn open(meta: &Metainfo, root: &Path, mode: OpenMode) -> Result<Storage, StorageError> {
+        let layout = Layout::of(meta);
+        let mut files = Vec::with_capacity(meta.files.len());
+        for entry in &meta.files {
+            let path = root.join(entry.relative_path());
+            let handle = match mode {
+                OpenMode::ReadOnly => open_existing(&path)?,
+                OpenMode::Create => Some(create_file(&path, entry.length)?),
+            };
+            files.push(StoredFile {
+                path,
+                handle,
+                dirty: AtomicBool::new(false),
+            });
+        }
+        Ok(Storage {
+            layout,
+            piece_hashes: meta.piece_hashes.clone(),
+            files,
+            writable: mode == OpenMode::Create,
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn piece_count(&self) -> u32 {
+        self.layout.piece_count()
+    }
+
+    pub fn file_path(&self, file: usize) -> &Path {
+        &self.files[file].path
+    }
+
+    /// Fills `buf` with the bytes at `offset` in piece `piece`.
+    pub fn read_block(&self, piece: u32, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        let segments = self.segments(piece, offset, buf.len() as u64)?;
+        let mut done = 0usize;
+        for s in segments {
+            let file = &self.files[s.file];
+            let Some(handle) = &file.handle else {
+                return Err(StorageError::Missing {
+                    path: file.path.clone(),
+                });
+            };
+            let part = &mut buf[done..done + s.len as usize];
+            handle.read_exact_at(part, s.file_offset).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    StorageError::Short {
+                        path: file.path.clone(),
+                    }
+                } else {
+                    StorageError::io("read", &file.path, e)
+                }
+            })?;
+            done += s.len as usize;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` in piece `piece`.
+    pub fn write_block(&self, piece: u32, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        if !self.writable {
+            return Err(StorageError::ReadOnly);
+        }
+        let segments = self.segments(piece, offset, data.len() as u64)?;
+        let mut done = 0usize;
+        for s in segments {
+            let file = &self.files[s.file];
+            let handle = file.handle.as_ref().ok_or_else(|| StorageError::Missing {
+                path: file.path.clone(),
+            })?;
+            file.dirty.store(true, Ordering::Release);
+            handle
+                .write_all_at(&data[done..done + s.len as usize], s.file_offset)
+                .map_err(|e| StorageError::io("write", &file.path, e))?;
+            done += s.len as usize;
+        }
+        Ok(())
+    }
+
+    /// Reads piece `piece` into `buf` and checks its SHA-1. Data that is not
+    /// there (missing or short files) is simply not verified; a failing disk
+    /// is an error.
+    pub fn verify_piece(&self, piece: u32, buf: &mut Vec<u8>) -> Result<bool, StorageError> {
+        let size = self.layout.piece_size(piece) as usize;
+        buf.resize(size, 0);
+        match self.read_block(piece, 0, buf) {
+            Ok(()) => Ok(self.hash_matches(piece, buf)),
+            Err(e) if e.is_absent_data() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Does `data` (a whole piece) have the SHA-1 the torrent names?
+    pub fn hash_matches(&self, piece: u32, data: &[u8]) -> bool {
+        let digest: [u8; 20] = Sha1::digest(data).into();
+        self.piece_hashes.get(piece as usize) == Some(&digest)
+    }
+
+    /// Makes every write so far durable (fdatasync on each written file).
+    /// Call before recording pieces as verified in the resume file.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        for file in &self.files {
+            // Clear first: a write racing with the sync sets it again.
+            if file.dirty.swap(false, Ordering::AcqRel) {
+                if let Some(handle) = &file.handle {
+                    if let Err(e) = handle.sync_data() {
+                        file.dirty.store(true, Ordering::Release);
+                        return Err(StorageError::io("sync", &file.path, e));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The current size and mtime of every file (`None` for a missing one).
+    pub fn stamps(&self) -> Result<Vec<Option<FileStamp>>, StorageError> {
+        self.files.iter().map(|f| stamp_of(&f.path)).collect()
+    }
+
+    fn segments(
+        &self,
+        piece: u32,
+        offset: u64,
+        len: u64,
+    ) -> Result<super::layout::Segments<'_>, StorageError> {
+        self.layout
+            .segments(piece, offset, len)
+            .ok_or(StorageError::OutOfRange { piece, offset, len })
+    }
+}
+
+/// Stats `path` without following a final symlink's target's absence into an
+/// error: a missing file is `None`.
+pub fn stamp_of(path: &Path) -> Result<Option<FileStamp>, StorageError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(Some(FileStamp::of(&m))),
+        Ok(_) => Err(StorageError::NotAFile {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("stat", path, e)),
+    }
+}
+
+fn open_existing(path: &Path) -> Result<Option<File>, StorageError> {
+    match File::open(path) {
+        Ok(file) => {
+            let metadata = file
+                .metadata()
+                .map_err(|e| StorageError::io("stat", path, e))?;
+            if !metadata.is_file() {
+                return Err(StorageError::NotAFile {
+                    path: path.to_owned(),
+                });
+            }
+            Ok(Some(file))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("open", path, e)),
+    }
+}
+
+fn create_file(path: &Path, length: u64) -> Result<File, StorageError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StorageError::io("create directory", parent, e))?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StorageError::io("open", path, e))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat", path, e))?;
+    if !metadata.is_file() {
+        return Err(StorageError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    // Extend, never truncate: bytes past the torrent's length are the
+    // user's, and shrinking a file could destroy data another torrent shares.
+    if metadata.len() < length {
+        file.set_len(length)
+            .map_err(|e| StorageError::io("extend", path, e))?;
+    }
+    Ok(file)
+}

@@ -1,0 +1,20 @@
+//! Storage: the torrent's bytes on disk.
+//!
+//! - [`layout`]: which file ranges make up each piece ([`Layout`]).
+//! - [`disk`]: [`Storage`] opens the files under a data directory and reads,
+//!   writes and verifies blocks.
+//! - [`check`]: hash-checks existing data on every core.
+//! - [`resume`]: the crash-safe resume file that saves a recheck at start-up.
+
+pub mod check;
+pub mod disk;
+pub mod layout;
+pub mod resume;
+
+pub use disk::{FileStamp, OpenMode, Storage, StorageError};
+pub use layout::{Layout, Segment};
+pub use resume::{Resume, ResumeError};
+
+/// One bit per piece, most significant bit first: the order of the wire
+/// protocol's `bitfield` message.
+pub type Bitfield = bitvec::vec::BitVec<u8, bitvec::order::Msb0>;
