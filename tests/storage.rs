@@ -1,0 +1,190 @@
+//! Storage against real files: blocks across file boundaries, verification,
+//! the resume file's trust rules.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+
+use swarmfs::storage::resume::{self, Resume};
+use swarmfs::storage::{check, Bitfield, OpenMode, Storage};
+
+use common::{make_tree, torrent_of, TREE};
+
+const PIECE: u64 = 16 * 1024;
+
+#[test]
+fn download_layout_round_trips_blocks_across_files() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = make_tree(source_dir.path(), "content", TREE);
+    let (meta, _) = torrent_of(&source, PIECE);
+    let seed = Storage::open(&meta, source_dir.path(), OpenMode::ReadOnly).unwrap();
+
+    // A fresh data directory: Create makes every file, the empty one too.
+    let data = tempfile::tempdir().unwrap();
+    let store = Storage::open(&meta, data.path(), OpenMode::Create).unwrap();
+    for f in &meta.files {
+        let on_disk = std::fs::metadata(data.path().join(f.relative_path())).unwrap();
+        assert_eq!(on_disk.len(), f.length, "{:?}", f.path);
+    }
+    let none = check::verify_pieces(&store, 2, &|_| true, &|_| {}).unwrap();
+    assert_eq!(none.count_ones(), 0);
+
+    // Copy piece by piece in 16 KiB blocks, in reverse, with odd block sizes
+    // at the end of each piece to cross file boundaries mid-block.
+    let mut block = vec![0u8; 7000];
+    for piece in (0..meta.piece_count()).rev() {
+        let size = meta.piece_size(piece);
+        let mut offset = 0;
+        while offset < size {
+            let len = (size - offset).min(block.len() as u64) as usize;
+            seed.read_block(piece, offset, &mut block[..len]).unwrap();
+            store.write_block(piece, offset, &block[..len]).unwrap();
+            offset += len as u64;
+        }
+    }
+    let all = check::verify_pieces(&store, 2, &|_| true, &|_| {}).unwrap();
+    assert_eq!(all.count_ones(), meta.piece_count() as usize);
+    for f in &meta.files {
+        let a = std::fs::read(source_dir.path().join(f.relative_path())).unwrap();
+        let b = std::fs::read(data.path().join(f.relative_path())).unwrap();
+        assert!(a == b, "{:?} differs", f.path);
+    }
+}
+
+#[test]
+fn verification_finds_exactly_the_damaged_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = make_tree(dir.path(), "content", TREE);
+    let (meta, _) = torrent_of(&source, PIECE);
+    // Flip a byte at stream offset 50_000 (sub/b.bin at 10_000: piece 3) and
+    // remove z.txt (last piece).
+    let b = OpenOptions::new()
+        .write(true)
+        .open(source.join("sub/b.bin"))
+        .unwrap();
+    b.write_all_at(b"\xff", 10_000).unwrap();
+    std::fs::remove_file(source.join("z.txt")).unwrap();
+
+    let store = Storage::open(&meta, dir.path(), OpenMode::ReadOnly).unwrap();
+    let have = check::verify_pieces(&store, 2, &|_| true, &|_| {}).unwrap();
+    let missing: Vec<usize> = have.iter_zeros().collect();
+    let last = meta.piece_count() as usize - 1;
+    assert_eq!(missing, vec![3, last]);
+    assert!(
+        store.write_block(0, 0, b"x").is_err(),
+        "read-only storage accepted a write"
+    );
+}
+
+#[test]
+fn out_of_range_blocks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = make_tree(dir.path(), "content", TREE);
+    let (meta, _) = torrent_of(&source, PIECE);
+    let store = Storage::open(&meta, dir.path(), OpenMode::ReadOnly).unwrap();
+    let last = meta.piece_count() - 1;
+    let mut buf = vec![0u8; 16];
+    assert!(store.read_block(last + 1, 0, &mut buf).is_err());
+    assert!(store.read_block(0, PIECE - 8, &mut buf).is_err());
+    assert!(store
+        .read_block(last, meta.piece_size(last), &mut buf)
+        .is_err());
+}
+
+fn recorded(meta: &swarmfs::metainfo::Metainfo, data: &std::path::Path) -> Bitfield {
+    let store = Storage::open(meta, data, OpenMode::ReadOnly).unwrap();
+    let have = check::verify_pieces(&store, 2, &|_| true, &|_| {}).unwrap();
+    resume::record(&store, meta, &have, &resume::path_for(data, meta)).unwrap();
+    have
+}
+
+#[test]
+fn resume_file_is_trusted_only_while_the_data_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = make_tree(dir.path(), "content", TREE);
+    let (meta, _) = torrent_of(&source, PIECE);
+    let path = resume::path_for(dir.path(), &meta);
+    assert!(resume::trusted_have(dir.path(), &meta, &path)
+        .unwrap_err()
+        .contains("no resume file"));
+
+    let have = recorded(&meta, dir.path());
+    assert_eq!(have.count_ones(), meta.piece_count() as usize);
+    assert_eq!(
+        resume::trusted_have(dir.path(), &meta, &path).unwrap(),
+        have
+    );
+
+    // Touch a file's contents (same size): the mtime moves, trust is gone.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let f = OpenOptions::new()
+        .write(true)
+        .open(source.join("a.bin"))
+        .unwrap();
+    f.write_all_at(b"\0", 0).unwrap();
+    drop(f);
+    let why = resume::trusted_have(dir.path(), &meta, &path).unwrap_err();
+    assert!(why.contains("content/a.bin changed"), "{why}");
+
+    // Record again, then remove a file: trust is gone again.
+    recorded(&meta, dir.path());
+    assert!(resume::trusted_have(dir.path(), &meta, &path).is_ok());
+    std::fs::remove_file(source.join("z.txt")).unwrap();
+    assert!(resume::trusted_have(dir.path(), &meta, &path).is_err());
+}
+
+#[test]
+fn damaged_or_foreign_resume_files_are_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = make_tree(dir.path(), "content", TREE);
+    let (meta, _) = torrent_of(&source, PIECE);
+    let path = resume::path_for(dir.path(), &meta);
+    recorded(&meta, dir.path());
+    let good = std::fs::read(&path).unwrap();
+
+    // Any single flipped byte is caught by the checksum line or the parser.
+    for i in 0..good.len() {
+        let mut bad = good.clone();
+        bad[i] ^= 0x20;
+        let decoded = Resume::decode(&bad, &meta);
+        assert!(decoded.is_err(), "flipped byte {i} was accepted");
+    }
+    // Truncations (a torn write, were the rename not atomic) likewise.
+    for end in 0..good.len() {
+        assert!(
+            Resume::decode(&good[..end], &meta).is_err(),
+            "prefix of {end} bytes accepted"
+        );
+    }
+    std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+    let why = resume::trusted_have(dir.path(), &meta, &path).unwrap_err();
+    assert!(why.contains("damaged"), "{why}");
+
+    // Another torrent's resume file under this one's name.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = make_tree(other_dir.path(), "content", &[("a.bin", 30_000)]);
+    let (other_meta, _) = torrent_of(&other, PIECE);
+    recorded(&other_meta, other_dir.path());
+    std::fs::copy(resume::path_for(other_dir.path(), &other_meta), &path).unwrap();
+    let why = resume::trusted_have(dir.path(), &meta, &path).unwrap_err();
+    assert!(why.contains("another torrent"), "{why}");
+}
+
+#[test]
+fn resume_encoding_round_trips_partial_bitfields() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = make_tree(dir.path(), "content", TREE);
+    let (meta, _) = torrent_of(&source, PIECE);
+    let store = Storage::open(&meta, dir.path(), OpenMode::ReadOnly).unwrap();
+    let mut have = Bitfield::repeat(false, meta.piece_count() as usize);
+    have.set(1, true);
+    have.set(meta.piece_count() as usize - 1, true);
+    let original = Resume {
+        info_hash: meta.info_hash,
+        have,
+        stamps: store.stamps().unwrap(),
+    };
+    let decoded = Resume::decode(&original.encode(), &meta).unwrap();
+    assert_eq!(decoded, original);
+}
