@@ -9,7 +9,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use slog::{debug, info, o, warn, Drain, Logger};
 
 use swarmfs::metainfo::create::{create, CreateOptions};
-use swarmfs::metainfo::Metainfo;
+use swarmfs::metainfo::{Metainfo, MetainfoError};
 use swarmfs::storage::{check, resume, OpenMode, Storage};
 use swarmfs::units::{format_size, parse_size};
 
@@ -21,8 +21,8 @@ const EXIT_ERROR: u8 = 2;
     name = "swarmfs",
     version,
     about = "A BitTorrent client you mount as a FUSE filesystem",
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    arg_required_else_help = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -176,7 +176,11 @@ fn unix_now() -> i64 {
 }
 
 fn load(torrent: &Path) -> Result<Metainfo, Failure> {
-    Metainfo::from_file(torrent).map_err(|e| Failure(format!("{}: {e}", torrent.display())))
+    Metainfo::from_file(torrent).map_err(|e| match e {
+        // These already name the file.
+        MetainfoError::Read { .. } | MetainfoError::TooLarge { .. } => Failure(e.to_string()),
+        _ => Failure(format!("{}: {e}", torrent.display())),
+    })
 }
 
 fn info_command(torrent: &Path) -> Result<ExitCode, Failure> {
