@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test: cargo's unit and integration tests, then the end-to-end
+# tests in fuse-tests/. Needs the Debian packages listed in README.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+status=0
+echo "== cargo test"
+cargo test --all-targets || status=1
+echo "== fuse-tests"
+bash fuse-tests/run.sh || status=1
+
+if [ "$status" -ne 0 ]; then
+    echo "contrib/test.sh: some tests FAILED" >&2
+fi
+exit "$status"
