@@ -12,3 +12,14 @@ pub mod fs;
 pub mod metainfo;
 pub mod storage;
 pub mod units;
+
+/// Lowercase hex of `bytes`, as info-hashes and checksums are shown.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

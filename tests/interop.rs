@@ -155,18 +155,21 @@ fn hand_made_entries(extra_first: bool) -> Vec<(&'static str, Vec<u8>)> {
     entries
 }
 
+/// Writes the hand-made torrent to `dir` and returns its path and the SHA-1
+/// of its raw info bytes.
+fn write_hand_made(dir: &Path, out_of_order: bool) -> (std::path::PathBuf, String) {
+    let (torrent, info) = hand_made(&hand_made_entries(out_of_order));
+    let path = dir.join("hand.torrent");
+    std::fs::write(&path, &torrent).unwrap();
+    (path, swarmfs::hex(&sha1::Sha1::digest(&info)))
+}
+
 #[test]
 fn unknown_info_keys_are_hashed_as_they_stand() {
     let dir = tempfile::tempdir().unwrap();
     // Canonical order with an unknown key: Transmission re-encodes to the same
     // bytes, so all three agree.
-    let (torrent, info) = hand_made(&hand_made_entries(false));
-    let path = dir.path().join("canonical.torrent");
-    std::fs::write(&path, &torrent).unwrap();
-    let expected: String = sha1::Sha1::digest(&info)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let (path, expected) = write_hand_made(dir.path(), false);
     assert_eq!(swarmfs_hash(&path), expected);
     assert_eq!(transmission_hash(&path), expected);
     assert_eq!(libtorrent_view(&path)[0], expected);
@@ -175,13 +178,7 @@ fn unknown_info_keys_are_hashed_as_they_stand() {
 #[test]
 fn out_of_order_info_keys_get_libtorrents_raw_bytes_hash() {
     let dir = tempfile::tempdir().unwrap();
-    let (torrent, info) = hand_made(&hand_made_entries(true));
-    let path = dir.path().join("unordered.torrent");
-    std::fs::write(&path, &torrent).unwrap();
-    let expected: String = sha1::Sha1::digest(&info)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let (path, expected) = write_hand_made(dir.path(), true);
     assert_eq!(swarmfs_hash(&path), expected);
     // libtorrent hashes the raw bytes too (transmission-show 3.00 re-encodes
     // and so reports another hash here; it is not the reference for this case).

@@ -244,17 +244,23 @@ pub fn stamp_of(path: &Path) -> Result<Option<FileStamp>, StorageError> {
     }
 }
 
+/// The metadata of an open file, which must be a regular file.
+fn regular_file_metadata(file: &File, path: &Path) -> Result<std::fs::Metadata, StorageError> {
+    let metadata = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat", path, e))?;
+    if !metadata.is_file() {
+        return Err(StorageError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    Ok(metadata)
+}
+
 fn open_existing(path: &Path) -> Result<Option<File>, StorageError> {
     match File::open(path) {
         Ok(file) => {
-            let metadata = file
-                .metadata()
-                .map_err(|e| StorageError::io("stat", path, e))?;
-            if !metadata.is_file() {
-                return Err(StorageError::NotAFile {
-                    path: path.to_owned(),
-                });
-            }
+            regular_file_metadata(&file, path)?;
             Ok(Some(file))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -274,14 +280,7 @@ fn create_file(path: &Path, length: u64) -> Result<File, StorageError> {
         .truncate(false)
         .open(path)
         .map_err(|e| StorageError::io("open", path, e))?;
-    let metadata = file
-        .metadata()
-        .map_err(|e| StorageError::io("stat", path, e))?;
-    if !metadata.is_file() {
-        return Err(StorageError::NotAFile {
-            path: path.to_owned(),
-        });
-    }
+    let metadata = regular_file_metadata(&file, path)?;
     // Extend, never truncate: bytes past the torrent's length are the
     // user's, and shrinking a file could destroy data another torrent shares.
     if metadata.len() < length {

@@ -68,12 +68,8 @@ impl Resume {
         let mut text = format!("{MAGIC}\ninfo-hash {}\n", self.info_hash);
         let mut bytes = self.have.clone();
         bytes.set_uninitialized(false);
-        let hex: String = bytes
-            .as_raw_slice()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        text.push_str(&format!("pieces {} {}\n", self.have.len(), hex));
+        let bits = crate::hex(bytes.as_raw_slice());
+        text.push_str(&format!("pieces {} {bits}\n", self.have.len()));
         text.push_str(&format!("files {}\n", self.stamps.len()));
         for (i, stamp) in self.stamps.iter().enumerate() {
             match stamp {
@@ -81,8 +77,7 @@ impl Resume {
                 None => text.push_str(&format!("file {i} - -\n")),
             }
         }
-        let digest = Sha1::digest(text.as_bytes());
-        let sum: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let sum = crate::hex(&Sha1::digest(text.as_bytes()));
         text.push_str(&format!("sha1 {sum}\n"));
         text.into_bytes()
     }
@@ -95,8 +90,7 @@ impl Resume {
             .filter(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
             .ok_or("no sha1 line")?;
         let (body, sum_line) = text.split_at(body_end);
-        let digest = Sha1::digest(body.as_bytes());
-        let sum: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let sum = crate::hex(&Sha1::digest(body.as_bytes()));
         if sum_line != format!("sha1 {sum}\n") {
             return Err("checksum does not match".into());
         }
