@@ -5,6 +5,7 @@
 //! - [`storage`]: pieces on disk, hash checking and the resume file.
 //! - [`engine`]: the swarm engine (peers, trackers, picking, choking).
 //! - [`fs`]: the FUSE adapter over the engine.
+//! - [`wire`]: the peer wire protocol codec (no sockets).
 //! - [`units`]: byte sizes and rates as people write them (`256k`, `1.5M`).
 
 pub mod engine;
@@ -12,6 +13,7 @@ pub mod fs;
 pub mod metainfo;
 pub mod storage;
 pub mod units;
+pub mod wire;
 
 /// Lowercase hex of `bytes`, as info-hashes and checksums are shown.
 pub fn hex(bytes: &[u8]) -> String {
