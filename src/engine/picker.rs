@@ -1,0 +1,377 @@
+//! Which blocks to request from which peer.
+//!
+//! - Random pieces until [`RANDOM_FIRST_PIECES`] are complete (a new peer
+//!   gets something to trade quickly), then rarest first by an availability
+//!   count kept from bitfields and haves; urgent pieces (reads waiting on
+//!   them) go before both.
+//! - A piece is assigned to one peer (its owner), so a piece that fails its
+//!   hash points at its sender. When the owner chokes us or leaves, the blocks
+//!   it delivered stay and the piece becomes an orphan another peer adopts.
+//! - Endgame: when a peer finds nothing unrequested, it may also request
+//!   blocks already requested from others (up to [`ENDGAME_REQUESTERS`] at
+//!   once); the first copy to arrive wins and the others are cancelled.
+//! - Every received block remembers its sender, for blame on a hash failure.
+//!
+//! Pure state: no I/O, no clock. The main loop owns it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::storage::Bitfield;
+use crate::wire::{BlockRef, Geometry, MAX_BLOCK};
+
+/// Engine-assigned peer identifier, never reused while the engine runs.
+pub type PeerId = u64;
+
+pub const RANDOM_FIRST_PIECES: u32 = 4;
+/// How many peers may have one block requested at once during endgame.
+pub const ENDGAME_REQUESTERS: usize = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Block {
+    Missing,
+    Requested(Vec<PeerId>),
+    Received(PeerId),
+}
+
+#[derive(Debug)]
+struct Partial {
+    owner: Option<PeerId>,
+    blocks: Vec<Block>,
+    received: usize,
+}
+
+impl Partial {
+    fn complete(&self) -> bool {
+        self.received == self.blocks.len()
+    }
+}
+
+/// What a block's arrival means.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// Every block of the piece is in: it is ready for its hash check.
+    pub piece_complete: bool,
+    /// Other peers that had this block requested (endgame): send them cancels.
+    pub cancel: Vec<PeerId>,
+}
+
+pub struct Picker {
+    geometry: Geometry,
+    have: Bitfield,
+    have_count: u32,
+    availability: Vec<u32>,
+    partial: BTreeMap<u32, Partial>,
+    urgent: BTreeSet<u32>,
+    rng: u64,
+}
+
+impl Picker {
+    pub fn new(geometry: Geometry, have: Bitfield, seed: u64) -> Picker {
+        Picker {
+            availability: vec![0; geometry.piece_count as usize],
+            have_count: have.count_ones() as u32,
+            geometry,
+            have,
+            partial: BTreeMap::new(),
+            urgent: BTreeSet::new(),
+            rng: seed | 1,
+        }
+    }
+
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    pub fn have_count(&self) -> u32 {
+        self.have_count
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.have_count == self.geometry.piece_count
+    }
+
+    pub fn availability(&self, piece: u32) -> u32 {
+        self.availability[piece as usize]
+    }
+
+    /// A peer announced its pieces (bitfield) or joined with them.
+    pub fn add_peer_pieces(&mut self, pieces: &Bitfield) {
+        for p in pieces.iter_ones() {
+            self.availability[p] += 1;
+        }
+    }
+
+    /// A peer left: its pieces no longer count, its requests are void.
+    pub fn remove_peer(&mut self, peer: PeerId, pieces: &Bitfield) {
+        for p in pieces.iter_ones() {
+            self.availability[p] = self.availability[p].saturating_sub(1);
+        }
+        self.release(peer);
+    }
+
+    pub fn add_peer_piece(&mut self, piece: u32) {
+        self.availability[piece as usize] += 1;
+    }
+
+    /// Does `pieces` hold anything we still need?
+    pub fn wants_any(&self, pieces: &Bitfield) -> bool {
+        pieces.iter_ones().any(|p| !self.have[p])
+    }
+
+    /// Marks pieces as urgent (a read is waiting on them): picked before all others.
+    pub fn make_urgent(&mut self, pieces: impl IntoIterator<Item = u32>) {
+        for p in pieces {
+            if p < self.geometry.piece_count && !self.have[p as usize] {
+                self.urgent.insert(p);
+            }
+        }
+    }
+
+    /// The peer choked us or left: blocks requested only from it become
+    /// missing again, and its pieces become orphans for others to finish.
+    pub fn release(&mut self, peer: PeerId) {
+        for partial in self.partial.values_mut() {
+            if partial.owner == Some(peer) {
+                partial.owner = None;
+            }
+            for block in &mut partial.blocks {
+                if let Block::Requested(peers) = block {
+                    peers.retain(|&p| p != peer);
+                    if peers.is_empty() {
+                        *block = Block::Missing;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A request to `peer` was withdrawn (cancelled or rejected).
+    pub fn withdraw(&mut self, peer: PeerId, block: BlockRef) {
+        if let Some(Block::Requested(peers)) = self.block_mut(block) {
+            peers.retain(|&p| p != peer);
+            if peers.is_empty() {
+                *self.block_mut(block).expect("just seen") = Block::Missing;
+            }
+        }
+    }
+
+    /// Up to `want` blocks to request from `peer`, which has `pieces`.
+    pub fn pick(&mut self, peer: PeerId, pieces: &Bitfield, want: usize) -> Vec<BlockRef> {
+        let mut out = Vec::new();
+        if want == 0 {
+            return out;
+        }
+        // 1. Pieces this peer owns; 2. orphans it can adopt.
+        let owned: Vec<u32> = self
+            .partial
+            .iter()
+            .filter(|(_, p)| p.owner == Some(peer))
+            .map(|(&i, _)| i)
+            .chain(
+                self.partial
+                    .iter()
+                    .filter(|(&i, p)| p.owner.is_none() && !p.complete() && pieces[i as usize])
+                    .map(|(&i, _)| i),
+            )
+            .collect();
+        for piece in owned {
+            self.take_missing(piece, peer, want, &mut out);
+            if out.len() >= want {
+                return out;
+            }
+        }
+        // 3. New pieces.
+        while out.len() < want {
+            let Some(piece) = self.choose_new_piece(pieces) else {
+                break;
+            };
+            let blocks = self.geometry.piece_size(piece).div_ceil(MAX_BLOCK as u64) as usize;
+            self.partial.insert(
+                piece,
+                Partial {
+                    owner: None,
+                    blocks: vec![Block::Missing; blocks],
+                    received: 0,
+                },
+            );
+            self.take_missing(piece, peer, want, &mut out);
+        }
+        // 4. Endgame: nothing unrequested left that this peer could fetch.
+        if out.is_empty() {
+            self.endgame(peer, pieces, want, &mut out);
+        }
+        out
+    }
+
+    fn take_missing(&mut self, piece: u32, peer: PeerId, want: usize, out: &mut Vec<BlockRef>) {
+        let size = self.geometry.piece_size(piece);
+        let Some(partial) = self.partial.get_mut(&piece) else {
+            return;
+        };
+        partial.owner = Some(peer);
+        for (i, block) in partial.blocks.iter_mut().enumerate() {
+            if out.len() >= want {
+                break;
+            }
+            if *block == Block::Missing {
+                *block = Block::Requested(vec![peer]);
+                out.push(block_ref(piece, i, size));
+            }
+        }
+    }
+
+    fn endgame(&mut self, peer: PeerId, pieces: &Bitfield, want: usize, out: &mut Vec<BlockRef>) {
+        for (&piece, partial) in self.partial.iter_mut() {
+            if !pieces[piece as usize] {
+                continue;
+            }
+            let size = self.geometry.piece_size(piece);
+            for (i, block) in partial.blocks.iter_mut().enumerate() {
+                if out.len() >= want {
+                    return;
+                }
+                if let Block::Requested(peers) = block {
+                    if !peers.contains(&peer) && peers.len() < ENDGAME_REQUESTERS {
+                        peers.push(peer);
+                        out.push(block_ref(piece, i, size));
+                    }
+                }
+            }
+        }
+    }
+
+    fn choose_new_piece(&mut self, pieces: &Bitfield) -> Option<u32> {
+        let candidate = |p: u32| pieces[p as usize] && !self.have[p as usize];
+        let urgent = self
+            .urgent
+            .iter()
+            .copied()
+            .find(|&p| candidate(p) && !self.partial.contains_key(&p));
+        if urgent.is_some() {
+            return urgent;
+        }
+        let random_first = self.have_count < RANDOM_FIRST_PIECES;
+        // One pass: the least available candidate (any candidate in random-
+        // first mode), ties broken uniformly by reservoir sampling.
+        let mut best: Option<u32> = None;
+        let mut best_availability = u32::MAX;
+        let mut ties = 0u64;
+        for p in pieces.iter_ones() {
+            let p = p as u32;
+            if self.have[p as usize] || self.partial.contains_key(&p) {
+                continue;
+            }
+            let availability = if random_first {
+                0
+            } else {
+                self.availability[p as usize]
+            };
+            if availability < best_availability {
+                best_availability = availability;
+                best = Some(p);
+                ties = 1;
+            } else if availability == best_availability {
+                ties += 1;
+                if self.next_random() % ties == 0 {
+                    best = Some(p);
+                }
+            }
+        }
+        best
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn block_mut(&mut self, block: BlockRef) -> Option<&mut Block> {
+        if block.offset % MAX_BLOCK != 0 {
+            return None;
+        }
+        self.partial
+            .get_mut(&block.piece)?
+            .blocks
+            .get_mut((block.offset / MAX_BLOCK) as usize)
+    }
+
+    /// A block arrived from `peer` (its data already written). `None` when
+    /// we did not need it (already received, or not a block we track).
+    pub fn received(&mut self, peer: PeerId, block: BlockRef) -> Option<Arrival> {
+        let expected_len = {
+            let size = self.geometry.piece_size(block.piece);
+            (size - block.offset as u64).min(MAX_BLOCK as u64) as u32
+        };
+        if block.len != expected_len {
+            return None;
+        }
+        let slot = self.block_mut(block)?;
+        let cancel = match slot {
+            Block::Received(_) => return None,
+            Block::Missing => Vec::new(),
+            Block::Requested(peers) => peers.iter().copied().filter(|&p| p != peer).collect(),
+        };
+        *slot = Block::Received(peer);
+        let partial = self.partial.get_mut(&block.piece)?;
+        partial.received += 1;
+        Some(Arrival {
+            piece_complete: partial.complete(),
+            cancel,
+        })
+    }
+
+    /// The piece passed its hash check.
+    pub fn verified(&mut self, piece: u32) {
+        self.partial.remove(&piece);
+        self.urgent.remove(&piece);
+        if !self.have[piece as usize] {
+            self.have.set(piece as usize, true);
+            self.have_count += 1;
+        }
+    }
+
+    /// The piece failed its hash check: it starts over, and these peers sent
+    /// parts of it.
+    pub fn failed(&mut self, piece: u32) -> Vec<PeerId> {
+        let Some(partial) = self.partial.get_mut(&piece) else {
+            return Vec::new();
+        };
+        let mut senders: Vec<PeerId> = partial
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Received(p) => Some(*p),
+                _ => None,
+            })
+            .collect();
+        senders.sort_unstable();
+        senders.dedup();
+        partial.blocks.fill(Block::Missing);
+        partial.received = 0;
+        partial.owner = None;
+        senders
+    }
+
+    /// Pieces currently being fetched, with their owner (for `peers/N/state`).
+    pub fn pieces_owned_by(&self, peer: PeerId) -> Vec<u32> {
+        self.partial
+            .iter()
+            .filter(|(_, p)| p.owner == Some(peer))
+            .map(|(&i, _)| i)
+            .collect()
+    }
+}
+
+fn block_ref(piece: u32, index: usize, piece_size: u64) -> BlockRef {
+    let offset = index as u64 * MAX_BLOCK as u64;
+    BlockRef {
+        piece,
+        offset: offset as u32,
+        len: (piece_size - offset).min(MAX_BLOCK as u64) as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests;
