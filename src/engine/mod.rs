@@ -4,3 +4,4 @@
 pub mod choker;
 pub mod picker;
 pub mod ratelimit;
+pub mod tracker;
