@@ -267,6 +267,10 @@ fn dictionary_peer(value: &BencodeElem) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// Performs one announce to one tracker URL (blocking).
+pub type AnnounceFn =
+    Arc<dyn Fn(&str, &AnnounceRequest) -> Result<AnnounceResponse, TrackerError> + Send + Sync>;
+
 /// What the tracker task tells the main loop.
 #[derive(Debug)]
 pub enum TrackerReport {
@@ -292,8 +296,7 @@ pub struct TrackerTask {
     pub reports: mpsc::Sender<TrackerReport>,
     pub cancel: CancellationToken,
     /// The announce function (HTTP by default; tests can substitute).
-    pub announce:
-        Arc<dyn Fn(&str, &AnnounceRequest) -> Result<AnnounceResponse, TrackerError> + Send + Sync>,
+    pub announce: AnnounceFn,
 }
 
 impl TrackerTask {
@@ -481,7 +484,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_task_backs_off_on_errors_and_tries_the_next_tier() {
         use std::sync::Mutex;
-        let calls: Arc<Mutex<Vec<(String, Option<AnnounceEvent>)>>> = Arc::default();
+        type Calls = Vec<(String, Option<AnnounceEvent>)>;
+        let calls: Arc<Mutex<Calls>> = Arc::default();
         let seen = calls.clone();
         let (_progress_tx, progress) = watch::channel(Progress::default());
         let (command_tx, commands) = mpsc::channel(4);
