@@ -1,7 +1,359 @@
-//! The swarm engine: tracker, dialer, listener, per-peer tasks, piecekeeper
-//! and the main event loop, as in the design notes.
+//! The swarm engine: downloads and seeds one torrent, in the shape of the
+//! design notes, as tokio tasks on the engine's own runtime.
+//!
+//! - [`main_loop`]: the one owner of swarm state; everything else sends it
+//!   messages.
+//! - [`peer`]: per connection a net reader, disk writer, disk reader and net
+//!   writer; [`piecekeeper`] vets blocks for the disk writers.
+//! - [`tracker`]: announces; the dialer and listener live in the main loop.
+//! - [`picker`], [`choker`], [`ratelimit`]: pure policy, unit tested.
+//!
+//! The outside (the FUSE adapter, the CLI, tests) drives an [`Engine`] through
+//! an [`EngineHandle`]: [`Command`]s on a bounded queue, [`Event`]s on a
+//! broadcast channel, and snapshots answered over oneshot channels.
 
 pub mod choker;
+pub mod main_loop;
+pub mod peer;
 pub mod picker;
+pub mod piecekeeper;
 pub mod ratelimit;
 pub mod tracker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use slog::Logger;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::metainfo::{InfoHash, Metainfo};
+pub use picker::PeerId;
+
+/// Commands queued from the outside; the queue is bounded.
+pub const COMMAND_QUEUE: usize = 64;
+/// Events a slow subscriber may fall behind by before it loses some.
+pub const EVENT_BUFFER: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory that holds the torrent's file or folder.
+    pub data_dir: PathBuf,
+    /// Where to accept peers; `None` accepts none (a pure leecher).
+    pub listen: Option<SocketAddr>,
+    /// Peers to connect to besides the trackers'.
+    pub peers: Vec<SocketAddr>,
+    pub max_peers: usize,
+    /// Bytes/s, 0 = unlimited.
+    pub up_limit: u64,
+    pub down_limit: u64,
+    /// Announce to the torrent's trackers.
+    pub use_trackers: bool,
+    /// Unchoke slots (tit-for-tat), besides the optimistic one.
+    pub upload_slots: usize,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 6881))),
+            peers: Vec::new(),
+            max_peers: 50,
+            up_limit: 0,
+            down_limit: 0,
+            use_trackers: true,
+            upload_slots: choker::SLOTS,
+        }
+    }
+}
+
+/// Selects a peer by id or by address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerSelector {
+    Id(PeerId),
+    Addr(SocketAddr),
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Connect(SocketAddr),
+    Disconnect(PeerSelector),
+    SetUpLimit(u64),
+    SetDownLimit(u64),
+    /// Announce to the trackers now.
+    Announce,
+    /// Disconnect everyone and announce `stopped`; keep the engine.
+    Stop,
+    /// Undo `Stop`.
+    Start,
+    /// Fetch these pieces before all others (a reader is waiting).
+    Urgent(Vec<u32>),
+    Stats(oneshot::Sender<Stats>),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Bans(oneshot::Sender<Vec<BanInfo>>),
+    /// Stop, write the resume file, and end the engine; answered when done.
+    Quit(oneshot::Sender<()>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The hash check at start-up finished.
+    Checked {
+        have: u32,
+        total: u32,
+    },
+    Connected {
+        id: PeerId,
+        addr: SocketAddr,
+        client: String,
+    },
+    Disconnected {
+        id: PeerId,
+        addr: SocketAddr,
+        reason: String,
+    },
+    /// A tracker gave us `new` addresses we did not know.
+    Peers {
+        new: usize,
+    },
+    Piece(u32),
+    HashFail {
+        piece: u32,
+        peer: PeerId,
+    },
+    Banned {
+        addr: SocketAddr,
+        reason: String,
+    },
+    /// Every piece is verified.
+    Done,
+    TrackerError(String),
+    TrackerWarning(String),
+    /// Something went wrong that the user should know (disk errors, resume file).
+    Error(String),
+    Stopped,
+    Started,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Checking,
+    Downloading,
+    Seeding,
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Checking => "checking",
+            State::Downloading => "downloading",
+            State::Seeding => "seeding",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub name: String,
+    pub info_hash: InfoHash,
+    pub state: State,
+    pub size: u64,
+    /// Bytes in verified pieces.
+    pub have: u64,
+    pub pieces_have: u32,
+    pub pieces_total: u32,
+    /// Payload bytes written (verified or not) and sent since start.
+    pub downloaded: u64,
+    pub uploaded: u64,
+    /// Bytes/s over the last 10 s.
+    pub down_rate: u64,
+    pub up_rate: u64,
+    pub peers: usize,
+    pub known: usize,
+    /// Seconds to completion at the current rate.
+    pub eta: Option<u64>,
+    pub up_limit: u64,
+    pub down_limit: u64,
+    /// Where we accept peers, if we do.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    pub addr: SocketAddr,
+    pub client: String,
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+    pub down_rate: u64,
+    pub up_rate: u64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    /// Pieces the peer has.
+    pub have: u32,
+    /// Our requests outstanding at the peer.
+    pub requests: usize,
+    /// Pieces we are fetching from it.
+    pub fetching: Vec<u32>,
+}
+
+/// A banned address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanInfo {
+    pub addr: SocketAddr,
+    pub until: std::time::SystemTime,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot start the engine's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+/// A cloneable way to talk to a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+}
+
+impl EngineHandle {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Queues a command; false when the engine has ended.
+    pub async fn send(&self, command: Command) -> bool {
+        self.commands.send(command).await.is_ok()
+    }
+
+    /// Queues a command without waiting (for callers outside the runtime);
+    /// false when the engine has ended or its queue is full.
+    pub fn try_send(&self, command: Command) -> bool {
+        self.commands.try_send(command).is_ok()
+    }
+
+    pub async fn stats(&self) -> Option<Stats> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Stats(tx)).await;
+        rx.await.ok()
+    }
+
+    pub async fn peers(&self) -> Option<Vec<PeerInfo>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Peers(tx)).await;
+        rx.await.ok()
+    }
+
+    pub async fn bans(&self) -> Option<Vec<BanInfo>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Bans(tx)).await;
+        rx.await.ok()
+    }
+}
+
+/// A running engine on its own tokio runtime.
+pub struct Engine {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: EngineHandle,
+    main: Option<tokio::task::JoinHandle<()>>,
+    listen: Option<SocketAddr>,
+}
+
+impl Engine {
+    /// Opens the data, binds the listener and starts the engine. The hash
+    /// check of existing data (when the resume file cannot be trusted) runs
+    /// in the engine, with state `checking`.
+    pub fn start(meta: Metainfo, config: Config, log: Logger) -> Result<Engine, EngineError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("swarmfs-engine")
+            .enable_all()
+            .build()
+            .map_err(EngineError::Runtime)?;
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let handle = EngineHandle {
+            commands: commands_tx,
+            events: events.clone(),
+        };
+        let (main_loop, listen) = runtime.block_on(main_loop::MainLoop::new(
+            meta, config, log, commands, events,
+        ))?;
+        let main = runtime.spawn(main_loop.run());
+        Ok(Engine {
+            runtime: Some(runtime),
+            handle,
+            main: Some(main),
+            listen,
+        })
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// The address peers can reach us at (with the real port when 0 was asked).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen
+    }
+
+    /// Runs `future` on the engine's runtime (for callers on plain threads).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        match &self.runtime {
+            Some(rt) => rt.block_on(future),
+            None => unreachable!("the runtime lives until drop"),
+        }
+    }
+
+    /// Waits until the engine ends by itself (after a `Quit` from anyone).
+    pub fn wait(&mut self) {
+        if let (Some(rt), Some(main)) = (&self.runtime, self.main.take()) {
+            let _ = rt.block_on(main);
+        }
+    }
+
+    /// Stops the engine: announces `stopped`, writes the resume file, and
+    /// closes every connection.
+    pub fn shutdown(mut self) {
+        self.shutdown_inner();
+    }
+
+    fn shutdown_inner(&mut self) {
+        if let Some(rt) = &self.runtime {
+            let handle = self.handle.clone();
+            rt.block_on(async move {
+                let (tx, rx) = oneshot::channel();
+                if handle.send(Command::Quit(tx)).await {
+                    let _ = rx.await;
+                }
+            });
+        }
+        self.wait();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if self.runtime.is_some() {
+            self.shutdown_inner();
+        }
+    }
+}

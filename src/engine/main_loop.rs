@@ -1,0 +1,1261 @@
+//! The main event loop: the single owner of the swarm's state (pieces we have
+//! and need, who has what, who we request what from, known and connected
+//! peers, choke and interest states both ways, transfer rates).
+//!
+//! Everything else is a task that sends it messages: peer tasks (through one
+//! bounded channel), the listener and dial tasks (handshaken connections),
+//! the tracker task, and blocking work (hash checks, resume writes). The loop
+//! never waits on a peer: control messages go out with `try_send`, and a peer
+//! whose queue is full is disconnected.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slog::{debug, info, warn, Logger};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::choker::{self, Candidate, Choker};
+use super::peer::{self, FromPeer, PeerContext, PeerInput};
+use super::picker::{PeerId, Picker};
+use super::piecekeeper::Piecekeeper;
+use super::ratelimit::RateLimiter;
+use super::tracker::{self, AnnounceEvent, Progress, TrackerCommand, TrackerReport, TrackerTask};
+use super::{BanInfo, Command, Config, EngineError, Event, PeerInfo, PeerSelector, State, Stats};
+use crate::metainfo::Metainfo;
+use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
+use crate::wire::{BlockRef, Geometry, Handshake, Message};
+
+/// Inputs from all peer tasks share this queue.
+const PEER_INPUT_QUEUE: usize = 512;
+/// A peer may queue this many requests with us; more and it is dropped.
+pub const MAX_QUEUED_REQUESTS: usize = 500;
+/// Requests we keep outstanding at a peer: at least / at most.
+const MIN_PIPELINE: usize = 16;
+const MAX_PIPELINE: usize = 250;
+/// A peer silent for this long is dropped.
+const SILENCE_LIMIT: Duration = Duration::from_secs(120);
+/// Connect and handshake must finish within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a proven bad peer stays banned.
+const BAN_TIME: Duration = Duration::from_secs(600);
+/// A peer with this many hash-failure strikes is banned.
+const MAX_STRIKES: u32 = 3;
+/// Verified pieces are recorded in the resume file at most this often.
+const RESUME_INTERVAL: Duration = Duration::from_secs(5);
+/// Wait before dialing an address again after a failure (doubles each time).
+const REDIAL_DELAY: Duration = Duration::from_secs(30);
+
+/// Results of blocking work, back to the loop.
+enum Work {
+    Checked(Result<Bitfield, String>),
+    Verified {
+        piece: u32,
+        result: Result<bool, String>,
+    },
+    Saved(Result<(), String>),
+}
+
+/// A connection from the listener or a dial task.
+enum Connection {
+    Established {
+        stream: TcpStream,
+        addr: SocketAddr,
+        theirs: Handshake,
+        outgoing: bool,
+    },
+    Failed {
+        addr: SocketAddr,
+        error: String,
+    },
+}
+
+struct Peer {
+    addr: SocketAddr,
+    peer_id: [u8; 20],
+    client: String,
+    control: mpsc::Sender<Message>,
+    cancel: CancellationToken,
+    pieces: Bitfield,
+    heard_anything: bool,
+    am_choking: bool,
+    am_interested: bool,
+    peer_choking: bool,
+    peer_interested: bool,
+    /// Our requests at the peer.
+    outstanding: HashSet<BlockRef>,
+    /// The peer's requests to us, in order.
+    their_requests: VecDeque<BlockRef>,
+    upload_waiter: Option<oneshot::Sender<BlockRef>>,
+    down: RateWindow,
+    up: RateWindow,
+    downloaded: u64,
+    uploaded: u64,
+    last_heard: Instant,
+    strikes: u32,
+}
+
+struct Known {
+    next_attempt: Instant,
+    failures: u32,
+    /// The address is our own listener (seen in a handshake): never dial it.
+    is_self: bool,
+}
+
+struct Ban {
+    until: Instant,
+    reason: String,
+}
+
+struct TrackerRun {
+    commands: mpsc::Sender<TrackerCommand>,
+    cancel: CancellationToken,
+    join: tokio::task::JoinHandle<()>,
+}
+
+pub struct MainLoop {
+    meta: Arc<Metainfo>,
+    geometry: Geometry,
+    config: Config,
+    log: Logger,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    storage: Arc<Storage>,
+    resume_path: PathBuf,
+    state: State,
+    picker: Picker,
+    choker: Choker,
+    keeper: Piecekeeper,
+    peers: BTreeMap<PeerId, Peer>,
+    known: BTreeMap<SocketAddr, Known>,
+    connecting: HashSet<SocketAddr>,
+    banned: BTreeMap<SocketAddr, Ban>,
+    banned_ids: HashSet<[u8; 20]>,
+    next_id: PeerId,
+    handshake: Handshake,
+    listener: Option<TcpListener>,
+    listen: Option<SocketAddr>,
+    up: Arc<RateLimiter>,
+    down: Arc<RateLimiter>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    peer_tx: mpsc::Sender<FromPeer>,
+    peer_rx: mpsc::Receiver<FromPeer>,
+    conn_tx: mpsc::Sender<Connection>,
+    conn_rx: mpsc::Receiver<Connection>,
+    work_tx: mpsc::Sender<Work>,
+    work_rx: mpsc::Receiver<Work>,
+    reports_tx: mpsc::Sender<TrackerReport>,
+    reports_rx: mpsc::Receiver<TrackerReport>,
+    progress: watch::Sender<Progress>,
+    tracker: Option<TrackerRun>,
+    downloaded: u64,
+    uploaded: u64,
+    down_total: RateWindow,
+    up_total: RateWindow,
+    resume_dirty: bool,
+    saving: bool,
+    last_save: Instant,
+    /// Peers to drop at the end of this turn (a full queue, a violation).
+    doomed: Vec<(PeerId, String)>,
+    quit: Option<oneshot::Sender<()>>,
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
+
+/// `-SF0100-` and 12 random alphanumerics.
+fn new_peer_id() -> [u8; 20] {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut id = *b"-SF0100-000000000000";
+    let mut r = random_u64();
+    for b in &mut id[8..] {
+        *b = ALPHABET[(r % ALPHABET.len() as u64) as usize];
+        r = r.rotate_right(7) ^ random_u64();
+    }
+    id
+}
+
+impl MainLoop {
+    pub async fn new(
+        meta: Metainfo,
+        config: Config,
+        log: Logger,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<Event>,
+    ) -> Result<(MainLoop, Option<SocketAddr>), EngineError> {
+        let geometry = Geometry {
+            piece_count: meta.piece_count(),
+            piece_length: meta.piece_length,
+            total_length: meta.total_length,
+        };
+        let resume_path = resume::path_for(&config.data_dir, &meta);
+        // Trust must be judged before opening, which creates and extends files.
+        let trusted = resume::trusted_have(&config.data_dir, &meta, &resume_path);
+        let storage = Arc::new(Storage::open(&meta, &config.data_dir, OpenMode::Create)?);
+        let (listener, listen) = match config.listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| EngineError::Listen { addr, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| EngineError::Listen { addr, source })?;
+                (Some(listener), Some(local))
+            }
+            None => (None, None),
+        };
+        let (peer_tx, peer_rx) = mpsc::channel(PEER_INPUT_QUEUE);
+        let (conn_tx, conn_rx) = mpsc::channel(64);
+        let (work_tx, work_rx) = mpsc::channel(64);
+        let (reports_tx, reports_rx) = mpsc::channel(16);
+        let (progress, _) = watch::channel(Progress::default());
+        let our_id = new_peer_id();
+        let (state, have) = match trusted {
+            Ok(have) => {
+                info!(log, "resume file trusted"; "pieces" => have.count_ones());
+                (State::Downloading, have)
+            }
+            Err(why) => {
+                info!(log, "checking existing data"; "why" => why);
+                (
+                    State::Checking,
+                    Bitfield::repeat(false, geometry.piece_count as usize),
+                )
+            }
+        };
+        let mut main = MainLoop {
+            picker: Picker::new(geometry, have, random_u64()),
+            choker: Choker::new(random_u64()),
+            keeper: Piecekeeper::spawn(),
+            handshake: Handshake {
+                reserved: [0; 8],
+                info_hash: meta.info_hash,
+                peer_id: our_id,
+            },
+            up: Arc::new(RateLimiter::new(config.up_limit)),
+            down: Arc::new(RateLimiter::new(config.down_limit)),
+            meta: Arc::new(meta),
+            geometry,
+            config,
+            log,
+            commands,
+            events,
+            storage,
+            resume_path,
+            state,
+            peers: BTreeMap::new(),
+            known: BTreeMap::new(),
+            connecting: HashSet::new(),
+            banned: BTreeMap::new(),
+            banned_ids: HashSet::new(),
+            next_id: 1,
+            listener,
+            listen,
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            peer_tx,
+            peer_rx,
+            conn_tx,
+            conn_rx,
+            work_tx,
+            work_rx,
+            reports_tx,
+            reports_rx,
+            progress,
+            tracker: None,
+            downloaded: 0,
+            uploaded: 0,
+            down_total: RateWindow::default(),
+            up_total: RateWindow::default(),
+            resume_dirty: false,
+            saving: false,
+            last_save: Instant::now(),
+            doomed: Vec::new(),
+            quit: None,
+        };
+        let now = Instant::now();
+        for addr in main.config.peers.clone() {
+            main.known.insert(addr, Known::new(now));
+        }
+        Ok((main, listen))
+    }
+
+    pub async fn run(mut self) {
+        if let Some(listener) = self.listener.take() {
+            self.tasks.spawn(accept_loop(
+                listener,
+                self.handshake.clone(),
+                self.conn_tx.clone(),
+                self.cancel.clone(),
+            ));
+        }
+        if self.state == State::Checking {
+            let storage = self.storage.clone();
+            let work = self.work_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let have =
+                    check::verify_pieces(&storage, check::default_threads(), &|_| true, &|_| {});
+                let _ = work.blocking_send(Work::Checked(have.map_err(|e| e.to_string())));
+            });
+        } else {
+            // Files may have been created: record them, then go.
+            self.resume_dirty = true;
+            self.ready().await;
+        }
+
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut choke_round = tokio::time::interval(choker::ROUND);
+        choke_round.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    // Every handle is gone: nobody can ask us to quit, so quit.
+                    None => break,
+                },
+                Some(input) = self.peer_rx.recv() => self.peer_input(input).await,
+                Some(connection) = self.conn_rx.recv() => self.connection(connection).await,
+                Some(work) = self.work_rx.recv() => self.work(work).await,
+                Some(report) = self.reports_rx.recv() => self.tracker_report(report),
+                _ = second.tick() => self.each_second().await,
+                _ = choke_round.tick() => self.choke_round(),
+            }
+            self.drop_doomed().await;
+            if self.quit.is_some() {
+                break;
+            }
+        }
+        self.shutdown().await;
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// The data is checked: announce and connect.
+    async fn ready(&mut self) {
+        if self.picker.is_complete() {
+            self.state = State::Seeding;
+        } else if self.state == State::Checking {
+            self.state = State::Downloading;
+        }
+        self.start_tracker();
+        self.dial().await;
+    }
+
+    async fn work(&mut self, work: Work) {
+        match work {
+            Work::Checked(Ok(have)) => {
+                let total = self.geometry.piece_count;
+                info!(self.log, "check finished"; "have" => have.count_ones(), "pieces" => total);
+                self.emit(Event::Checked {
+                    have: have.count_ones() as u32,
+                    total,
+                });
+                self.picker = Picker::new(self.geometry, have, random_u64());
+                self.resume_dirty = true;
+                if self.state == State::Checking {
+                    self.ready().await;
+                }
+            }
+            Work::Checked(Err(e)) => {
+                warn!(self.log, "check failed"; "error" => &e);
+                self.emit(Event::Error(format!("checking data: {e}")));
+                // Nothing can be trusted: stay stopped rather than seed bad data.
+                self.state = State::Stopped;
+            }
+            Work::Verified { piece, result } => self.verified(piece, result).await,
+            Work::Saved(result) => {
+                self.saving = false;
+                if let Err(e) = result {
+                    warn!(self.log, "resume file not written"; "error" => &e);
+                    self.emit(Event::Error(format!("writing resume file: {e}")));
+                    self.resume_dirty = true;
+                }
+            }
+        }
+    }
+
+    fn start_tracker(&mut self) {
+        if !self.config.use_trackers || self.meta.trackers.is_empty() || self.tracker.is_some() {
+            return;
+        }
+        let (commands, commands_rx) = mpsc::channel(8);
+        let cancel = self.cancel.child_token();
+        let task = TrackerTask {
+            tiers: self.meta.trackers.clone(),
+            info_hash: self.meta.info_hash,
+            peer_id: self.handshake.peer_id,
+            port: self.listen.map_or(0, |a| a.port()),
+            progress: self.progress.subscribe(),
+            commands: commands_rx,
+            reports: self.reports_tx.clone(),
+            cancel: cancel.clone(),
+            announce: Arc::new(tracker::announce_http),
+        };
+        self.update_progress();
+        let join = tokio::spawn(task.run());
+        self.tracker = Some(TrackerRun {
+            commands,
+            cancel,
+            join,
+        });
+    }
+
+    /// Stops the tracker task, which announces `stopped` (bounded in time).
+    async fn stop_tracker(&mut self) {
+        if let Some(run) = self.tracker.take() {
+            run.cancel.cancel();
+            let _ = run.join.await;
+        }
+    }
+
+    fn tell_tracker(&self, event: Option<AnnounceEvent>) {
+        if let Some(run) = &self.tracker {
+            let _ = run.commands.try_send(TrackerCommand::Announce(event));
+        }
+    }
+
+    fn tracker_report(&mut self, report: TrackerReport) {
+        match report {
+            TrackerReport::Peers { url, peers } => {
+                let now = Instant::now();
+                let mut new = 0;
+                for addr in peers {
+                    if Some(addr) == self.listen || self.known.contains_key(&addr) {
+                        continue;
+                    }
+                    self.known.insert(addr, Known::new(now));
+                    new += 1;
+                }
+                debug!(self.log, "tracker answered"; "url" => url, "new" => new);
+                self.emit(Event::Peers { new });
+            }
+            TrackerReport::Warning { url, message } => {
+                self.emit(Event::TrackerWarning(format!("{url}: {message}")));
+            }
+            TrackerReport::Error(e) => {
+                debug!(self.log, "tracker error"; "error" => e.to_string());
+                self.emit(Event::TrackerError(e.to_string()));
+            }
+        }
+    }
+
+    fn update_progress(&self) {
+        let _ = self.progress.send(Progress {
+            uploaded: self.uploaded,
+            downloaded: self.downloaded,
+            left: self.meta.total_length - self.have_bytes(),
+        });
+    }
+
+    fn have_bytes(&self) -> u64 {
+        let count = self.picker.have_count() as u64;
+        let last = self.geometry.piece_count as usize - 1;
+        let mut bytes = count * self.geometry.piece_length;
+        if self.picker.have()[last] {
+            bytes -= self.geometry.piece_length - self.geometry.piece_size(last as u32);
+        }
+        bytes
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Connect(addr) => {
+                self.known
+                    .entry(addr)
+                    .and_modify(|k| {
+                        k.next_attempt = Instant::now();
+                        k.failures = 0;
+                    })
+                    .or_insert_with(|| Known::new(Instant::now()));
+                self.dial().await;
+            }
+            Command::Disconnect(selector) => {
+                let id = match selector {
+                    PeerSelector::Id(id) => self.peers.contains_key(&id).then_some(id),
+                    PeerSelector::Addr(addr) => self
+                        .peers
+                        .iter()
+                        .find(|(_, p)| p.addr == addr)
+                        .map(|(&id, _)| id),
+                };
+                if let Some(id) = id {
+                    self.disconnect(id, "disconnected by user".into()).await;
+                }
+            }
+            Command::SetUpLimit(rate) => {
+                self.config.up_limit = rate;
+                self.up.set_rate(rate);
+            }
+            Command::SetDownLimit(rate) => {
+                self.config.down_limit = rate;
+                self.down.set_rate(rate);
+            }
+            Command::Announce => self.tell_tracker(None),
+            Command::Stop => {
+                if self.state != State::Stopped {
+                    self.state = State::Stopped;
+                    self.stop_tracker().await;
+                    for id in self.peers.keys().copied().collect::<Vec<_>>() {
+                        self.disconnect(id, "stopped".into()).await;
+                    }
+                    self.emit(Event::Stopped);
+                }
+            }
+            Command::Start => {
+                if self.state == State::Stopped {
+                    self.state = State::Downloading;
+                    self.emit(Event::Started);
+                    self.ready().await;
+                }
+            }
+            Command::Urgent(pieces) => {
+                self.picker.make_urgent(pieces);
+                for id in self.peers.keys().copied().collect::<Vec<_>>() {
+                    self.fill_requests(id).await;
+                }
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peer_infos());
+            }
+            Command::Bans(reply) => {
+                let now = Instant::now();
+                let bans = self
+                    .banned
+                    .iter()
+                    .map(|(&addr, ban)| BanInfo {
+                        addr,
+                        until: std::time::SystemTime::now()
+                            + ban.until.saturating_duration_since(now),
+                        reason: ban.reason.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(bans);
+            }
+            Command::Quit(reply) => self.quit = Some(reply),
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let have = self.have_bytes();
+        let down_rate = self.down_total.rate();
+        let left = self.meta.total_length - have;
+        Stats {
+            name: self.meta.name.clone(),
+            info_hash: self.meta.info_hash,
+            state: self.state,
+            size: self.meta.total_length,
+            have,
+            pieces_have: self.picker.have_count(),
+            pieces_total: self.geometry.piece_count,
+            downloaded: self.downloaded,
+            uploaded: self.uploaded,
+            down_rate,
+            up_rate: self.up_total.rate(),
+            peers: self.peers.len(),
+            known: self.known.values().filter(|k| !k.is_self).count(),
+            eta: match (left, down_rate) {
+                (0, _) => Some(0),
+                (_, 0) => None,
+                (left, rate) => Some(left.div_ceil(rate)),
+            },
+            up_limit: self.config.up_limit,
+            down_limit: self.config.down_limit,
+            listen: self.listen,
+        }
+    }
+
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        self.peers
+            .iter()
+            .map(|(&id, p)| PeerInfo {
+                id,
+                addr: p.addr,
+                client: p.client.clone(),
+                am_choking: p.am_choking,
+                am_interested: p.am_interested,
+                peer_choking: p.peer_choking,
+                peer_interested: p.peer_interested,
+                down_rate: p.down.rate(),
+                up_rate: p.up.rate(),
+                downloaded: p.downloaded,
+                uploaded: p.uploaded,
+                have: p.pieces.count_ones() as u32,
+                requests: p.outstanding.len(),
+                fetching: self.picker.pieces_owned_by(id),
+            })
+            .collect()
+    }
+
+    /// Dials known addresses while there is room.
+    async fn dial(&mut self) {
+        if matches!(self.state, State::Stopped | State::Checking) {
+            return;
+        }
+        let now = Instant::now();
+        let connected: HashSet<SocketAddr> = self.peers.values().map(|p| p.addr).collect();
+        let room = self
+            .config
+            .max_peers
+            .saturating_sub(self.peers.len() + self.connecting.len());
+        let candidates: Vec<SocketAddr> = self
+            .known
+            .iter()
+            .filter(|(addr, k)| {
+                !k.is_self
+                    && k.next_attempt <= now
+                    && !connected.contains(addr)
+                    && !self.connecting.contains(addr)
+                    && !self.banned.contains_key(addr)
+            })
+            .map(|(&addr, _)| addr)
+            .take(room)
+            .collect();
+        for addr in candidates {
+            self.connecting.insert(addr);
+            let ours = self.handshake.clone();
+            let conn_tx = self.conn_tx.clone();
+            let cancel = self.cancel.clone();
+            self.tasks.spawn(async move {
+                let result = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = peer::dial(addr, &ours, CONNECT_TIMEOUT) => r,
+                };
+                let connection = match result {
+                    Ok((stream, theirs)) => Connection::Established {
+                        stream,
+                        addr,
+                        theirs,
+                        outgoing: true,
+                    },
+                    Err(e) => Connection::Failed {
+                        addr,
+                        error: e.to_string(),
+                    },
+                };
+                let _ = conn_tx.send(connection).await;
+            });
+        }
+    }
+
+    async fn connection(&mut self, connection: Connection) {
+        let (stream, addr, theirs, outgoing) = match connection {
+            Connection::Failed { addr, error } => {
+                self.connecting.remove(&addr);
+                if let Some(k) = self.known.get_mut(&addr) {
+                    k.failures += 1;
+                    k.next_attempt =
+                        Instant::now() + REDIAL_DELAY * 2u32.pow(k.failures.min(6) - 1);
+                }
+                debug!(self.log, "dial failed"; "addr" => addr, "error" => error);
+                return;
+            }
+            Connection::Established {
+                stream,
+                addr,
+                theirs,
+                outgoing,
+            } => (stream, addr, theirs, outgoing),
+        };
+        if outgoing {
+            self.connecting.remove(&addr);
+        }
+        let refuse = if theirs.peer_id == self.handshake.peer_id {
+            if let Some(k) = self.known.get_mut(&addr) {
+                k.is_self = true;
+            }
+            Some("connected to ourselves")
+        } else if matches!(self.state, State::Stopped | State::Checking) {
+            Some("not accepting peers now")
+        } else if self.banned.contains_key(&addr) || self.banned_ids.contains(&theirs.peer_id) {
+            Some("banned")
+        } else if self.peers.values().any(|p| p.peer_id == theirs.peer_id) {
+            Some("already connected")
+        } else if self.peers.len() >= self.config.max_peers {
+            Some("connection limit reached")
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            debug!(self.log, "connection refused"; "addr" => addr, "why" => why);
+            return;
+        }
+        if let Some(k) = self.known.get_mut(&addr) {
+            k.failures = 0;
+        }
+
+        let id = self.next_id;
+        self.next_id += 1;
+        let cancel = self.cancel.child_token();
+        let ctx = PeerContext {
+            id,
+            geometry: self.geometry,
+            storage: self.storage.clone(),
+            keeper: self.keeper.clone(),
+            main: self.peer_tx.clone(),
+            up: self.up.clone(),
+            down: self.down.clone(),
+            cancel: cancel.clone(),
+        };
+        let control = peer::spawn(ctx, stream, &self.tasks);
+        let client = peer::client_name(&theirs.peer_id);
+        info!(self.log, "peer connected"; "id" => id, "addr" => addr, "client" => &client, "outgoing" => outgoing);
+        self.peers.insert(
+            id,
+            Peer {
+                addr,
+                peer_id: theirs.peer_id,
+                client: client.clone(),
+                control,
+                cancel,
+                pieces: Bitfield::repeat(false, self.geometry.piece_count as usize),
+                heard_anything: false,
+                am_choking: true,
+                am_interested: false,
+                peer_choking: true,
+                peer_interested: false,
+                outstanding: HashSet::new(),
+                their_requests: VecDeque::new(),
+                upload_waiter: None,
+                down: RateWindow::default(),
+                up: RateWindow::default(),
+                downloaded: 0,
+                uploaded: 0,
+                last_heard: Instant::now(),
+                strikes: 0,
+            },
+        );
+        self.emit(Event::Connected { id, addr, client });
+        if self.picker.have_count() > 0 {
+            let mut bits = self.picker.have().clone();
+            bits.set_uninitialized(false);
+            let bytes = bytes::Bytes::from(bits.into_vec());
+            self.send(id, Message::Bitfield(bytes));
+        }
+    }
+
+    /// Queues a message for a peer; a peer whose queue is full is dropped.
+    fn send(&mut self, id: PeerId, message: Message) {
+        if let Some(peer) = self.peers.get(&id) {
+            if peer.control.try_send(message).is_err() {
+                self.doomed.push((id, "not reading its messages".into()));
+            }
+        }
+    }
+
+    async fn drop_doomed(&mut self) {
+        while let Some((id, reason)) = self.doomed.pop() {
+            self.disconnect(id, reason).await;
+        }
+    }
+
+    async fn disconnect(&mut self, id: PeerId, reason: String) {
+        let Some(peer) = self.peers.remove(&id) else {
+            return;
+        };
+        peer.cancel.cancel();
+        self.picker.remove_peer(id, &peer.pieces);
+        self.keeper.forget_peer(id).await;
+        info!(self.log, "peer disconnected"; "id" => id, "addr" => peer.addr, "reason" => &reason);
+        self.emit(Event::Disconnected {
+            id,
+            addr: peer.addr,
+            reason,
+        });
+        // Blocks it left half-fetched can go to others now.
+        for other in self.peers.keys().copied().collect::<Vec<_>>() {
+            self.fill_requests(other).await;
+        }
+    }
+
+    async fn peer_input(&mut self, FromPeer { id, input }: FromPeer) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return; // already disconnected
+        };
+        peer.last_heard = Instant::now();
+        match input {
+            PeerInput::Message(message) => self.message(id, message).await,
+            PeerInput::BlockWritten(block) => self.block_written(id, block).await,
+            PeerInput::BlockDiscarded(block) => {
+                if peer.outstanding.remove(&block) {
+                    self.picker.withdraw(id, block);
+                }
+                self.fill_requests(id).await;
+            }
+            PeerInput::WriteFailed(block, error) => {
+                peer.outstanding.remove(&block);
+                self.picker.withdraw(id, block);
+                warn!(self.log, "write failed"; "piece" => block.piece, "error" => &error);
+                self.emit(Event::Error(format!(
+                    "writing piece {}: {error}",
+                    block.piece
+                )));
+            }
+            PeerInput::UploadSlot(reply) => {
+                peer.upload_waiter = Some(reply);
+                self.serve(id);
+            }
+            PeerInput::Uploaded(bytes) => {
+                peer.uploaded += bytes;
+                peer.up.add(bytes);
+                self.uploaded += bytes;
+                self.up_total.add(bytes);
+            }
+            PeerInput::Closed(reason) => self.disconnect(id, reason).await,
+        }
+    }
+
+    async fn message(&mut self, id: PeerId, message: Message) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let first = !peer.heard_anything;
+        peer.heard_anything = true;
+        match message {
+            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
+            Message::Piece { .. } => {} // the disk writer turns these into BlockWritten
+            Message::Choke => {
+                peer.peer_choking = true;
+                let outstanding: Vec<BlockRef> = peer.outstanding.drain().collect();
+                self.picker.release(id);
+                for block in outstanding {
+                    self.keeper.forget(id, block).await;
+                }
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                self.fill_requests(id).await;
+            }
+            Message::Interested => {
+                peer.peer_interested = true;
+                let unchoked = self.peers.values().filter(|p| !p.am_choking).count();
+                if unchoked < self.config.upload_slots + 1 {
+                    self.set_choking(id, false);
+                }
+            }
+            Message::NotInterested => peer.peer_interested = false,
+            Message::Have(piece) => {
+                if !peer.pieces[piece as usize] {
+                    peer.pieces.set(piece as usize, true);
+                    self.picker.add_peer_piece(piece);
+                }
+                self.update_interest(id);
+                self.fill_requests(id).await;
+            }
+            Message::Bitfield(bytes) => {
+                if !first {
+                    self.doomed
+                        .push((id, "bitfield after other messages".into()));
+                    return;
+                }
+                let mut bits = Bitfield::from_vec(bytes.to_vec());
+                bits.truncate(self.geometry.piece_count as usize);
+                self.picker.add_peer_pieces(&bits);
+                peer.pieces = bits;
+                self.update_interest(id);
+            }
+            Message::Request(block) => {
+                if peer.am_choking || !self.picker.have()[block.piece as usize] {
+                    return; // BEP 3: requests while choked are dropped
+                }
+                if peer.their_requests.len() >= MAX_QUEUED_REQUESTS {
+                    self.doomed.push((
+                        id,
+                        format!("more than {MAX_QUEUED_REQUESTS} queued requests"),
+                    ));
+                    return;
+                }
+                if !peer.their_requests.contains(&block) {
+                    peer.their_requests.push_back(block);
+                }
+                self.serve(id);
+            }
+            Message::Cancel(block) => peer.their_requests.retain(|b| *b != block),
+        }
+    }
+
+    /// Hands the peer's disk reader its next block, if it is waiting and may have one.
+    fn serve(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.am_choking || peer.upload_waiter.is_none() {
+            return;
+        }
+        if let Some(block) = peer.their_requests.pop_front() {
+            if let Some(waiter) = peer.upload_waiter.take() {
+                let _ = waiter.send(block);
+            }
+        }
+    }
+
+    fn set_choking(&mut self, id: PeerId, choke: bool) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.am_choking == choke {
+            return;
+        }
+        peer.am_choking = choke;
+        if choke {
+            // Without the fast extension, a choke discards pending requests.
+            peer.their_requests.clear();
+            self.send(id, Message::Choke);
+        } else {
+            self.send(id, Message::Unchoke);
+            self.serve(id);
+        }
+    }
+
+    fn update_interest(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let wanted = !self.picker.is_complete() && self.picker.wants_any(&peer.pieces);
+        if wanted != peer.am_interested {
+            peer.am_interested = wanted;
+            let message = if wanted {
+                Message::Interested
+            } else {
+                Message::NotInterested
+            };
+            self.send(id, message);
+        }
+    }
+
+    /// Tops up our requests at a peer that has unchoked us.
+    async fn fill_requests(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.peer_choking || !peer.am_interested || self.state == State::Stopped {
+            return;
+        }
+        // Enough requests to cover about a second at the peer's recent rate.
+        let depth = (peer.down.recent_rate() as usize / crate::wire::MAX_BLOCK as usize
+            + MIN_PIPELINE)
+            .clamp(MIN_PIPELINE, MAX_PIPELINE);
+        if peer.outstanding.len() >= depth {
+            return;
+        }
+        let want = depth - peer.outstanding.len();
+        let blocks = self.picker.pick(id, &peer.pieces, want);
+        for block in blocks {
+            // Registered before it is sent, so it cannot arrive unexpected.
+            self.keeper.expect(id, block).await;
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.outstanding.insert(block);
+            }
+            self.send(id, Message::Request(block));
+        }
+    }
+
+    async fn block_written(&mut self, id: PeerId, block: BlockRef) {
+        let bytes = block.len as u64;
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.outstanding.remove(&block);
+            peer.downloaded += bytes;
+            peer.down.add(bytes);
+        }
+        self.downloaded += bytes;
+        self.down_total.add(bytes);
+        if let Some(arrival) = self.picker.received(id, block) {
+            for other in arrival.cancel {
+                if let Some(p) = self.peers.get_mut(&other) {
+                    p.outstanding.remove(&block);
+                }
+                self.send(other, Message::Cancel(block));
+            }
+            if arrival.piece_complete {
+                self.verify(block.piece);
+            }
+        }
+        self.fill_requests(id).await;
+    }
+
+    fn verify(&self, piece: u32) {
+        let storage = self.storage.clone();
+        let work = self.work_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            let result = storage
+                .verify_piece(piece, &mut buf)
+                .map_err(|e| e.to_string());
+            let _ = work.blocking_send(Work::Verified { piece, result });
+        });
+    }
+
+    async fn verified(&mut self, piece: u32, result: Result<bool, String>) {
+        match result {
+            Ok(true) => {
+                self.picker.verified(piece);
+                self.resume_dirty = true;
+                self.emit(Event::Piece(piece));
+                let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+                for &id in &ids {
+                    let has = self
+                        .peers
+                        .get(&id)
+                        .is_some_and(|p| p.pieces[piece as usize]);
+                    if !has {
+                        self.send(id, Message::Have(piece));
+                    }
+                    self.update_interest(id);
+                }
+                if self.picker.is_complete() && self.state == State::Downloading {
+                    info!(self.log, "download complete");
+                    self.state = State::Seeding;
+                    self.emit(Event::Done);
+                    self.tell_tracker(Some(AnnounceEvent::Completed));
+                    self.save_resume();
+                }
+            }
+            Ok(false) => {
+                let senders = self.picker.failed(piece);
+                warn!(self.log, "piece failed its hash check"; "piece" => piece, "senders" => format!("{senders:?}"));
+                let sole = senders.len() == 1;
+                for id in senders {
+                    self.emit(Event::HashFail { piece, peer: id });
+                    let strikes = self.peers.get_mut(&id).map(|p| {
+                        p.strikes += 1;
+                        p.strikes
+                    });
+                    if sole || strikes.is_some_and(|s| s >= MAX_STRIKES) {
+                        self.ban(id, format!("sent corrupt data for piece {piece}"))
+                            .await;
+                    }
+                }
+                for id in self.peers.keys().copied().collect::<Vec<_>>() {
+                    self.fill_requests(id).await;
+                }
+            }
+            Err(e) => {
+                self.picker.failed(piece);
+                self.emit(Event::Error(format!("verifying piece {piece}: {e}")));
+            }
+        }
+    }
+
+    async fn ban(&mut self, id: PeerId, reason: String) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let addr = peer.addr;
+        self.banned_ids.insert(peer.peer_id);
+        self.banned.insert(
+            addr,
+            Ban {
+                until: Instant::now() + BAN_TIME,
+                reason: reason.clone(),
+            },
+        );
+        warn!(self.log, "peer banned"; "addr" => addr, "reason" => &reason);
+        self.emit(Event::Banned {
+            addr,
+            reason: reason.clone(),
+        });
+        self.disconnect(id, format!("banned: {reason}")).await;
+    }
+
+    fn choke_round(&mut self) {
+        if self.state == State::Stopped {
+            return;
+        }
+        let seeding = self.picker.is_complete();
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .map(|(&id, p)| Candidate {
+                id,
+                interested: p.peer_interested,
+                rate: if seeding { p.up.rate() } else { p.down.rate() },
+            })
+            .collect();
+        let unchoke = self.choker.round(
+            &candidates,
+            self.config.upload_slots,
+            std::time::Instant::now(),
+        );
+        for id in self.peers.keys().copied().collect::<Vec<_>>() {
+            self.set_choking(id, !unchoke.contains(&id));
+        }
+    }
+
+    async fn each_second(&mut self) {
+        let now = Instant::now();
+        self.down_total.tick();
+        self.up_total.tick();
+        let mut silent = Vec::new();
+        for (&id, peer) in self.peers.iter_mut() {
+            peer.down.tick();
+            peer.up.tick();
+            if now.duration_since(peer.last_heard) > SILENCE_LIMIT {
+                silent.push(id);
+            }
+        }
+        for id in silent {
+            self.disconnect(id, "silent for 2 minutes".into()).await;
+        }
+        self.banned.retain(|_, ban| ban.until > now);
+        self.update_progress();
+        self.dial().await;
+        if self.resume_dirty && now.duration_since(self.last_save) >= RESUME_INTERVAL {
+            self.save_resume();
+        }
+    }
+
+    /// Writes the resume file in the background (one write at a time).
+    fn save_resume(&mut self) {
+        if self.saving || self.state == State::Checking {
+            return;
+        }
+        self.saving = true;
+        self.resume_dirty = false;
+        self.last_save = Instant::now();
+        let (storage, meta, path) = (
+            self.storage.clone(),
+            self.meta.clone(),
+            self.resume_path.clone(),
+        );
+        // The snapshot is taken now, before the data sync inside `record`.
+        let have = self.picker.have().clone();
+        let work = self.work_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = resume::record(&storage, &meta, &have, &path).map_err(|e| e.to_string());
+            let _ = work.blocking_send(Work::Saved(result));
+        });
+    }
+
+    async fn shutdown(mut self) {
+        self.stop_tracker().await;
+        for id in self.peers.keys().copied().collect::<Vec<_>>() {
+            self.disconnect(id, "shutting down".into()).await;
+        }
+        self.cancel.cancel();
+        // Wait for a background resume write, then write the final one.
+        while self.saving {
+            match self.work_rx.recv().await {
+                Some(Work::Saved(_)) | None => self.saving = false,
+                Some(_) => {}
+            }
+        }
+        if self.state != State::Checking {
+            let (storage, meta, path) = (
+                self.storage.clone(),
+                self.meta.clone(),
+                self.resume_path.clone(),
+            );
+            let have = self.picker.have().clone();
+            let saved =
+                tokio::task::spawn_blocking(move || resume::record(&storage, &meta, &have, &path))
+                    .await;
+            match saved {
+                Ok(Ok(())) => {
+                    debug!(self.log, "resume file written"; "path" => self.resume_path.display().to_string())
+                }
+                Ok(Err(e)) => warn!(self.log, "resume file not written"; "error" => e.to_string()),
+                Err(e) => warn!(self.log, "resume file not written"; "error" => e.to_string()),
+            }
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+        self.emit(Event::Stopped);
+        if let Some(reply) = self.quit.take() {
+            let _ = reply.send(());
+        }
+    }
+}
+
+impl Known {
+    fn new(now: Instant) -> Known {
+        Known {
+            next_attempt: now,
+            failures: 0,
+            is_self: false,
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ours: Handshake,
+    conn_tx: mpsc::Sender<Connection>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let (mut stream, addr) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: pause rather than spin.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue; }
+            },
+        };
+        let ours = ours.clone();
+        let conn_tx = conn_tx.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let shaken = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = tokio::time::timeout(CONNECT_TIMEOUT, peer::handshake(&mut stream, &ours)) => r,
+            };
+            if let Ok(Ok(theirs)) = shaken {
+                let _ = conn_tx
+                    .send(Connection::Established {
+                        stream,
+                        addr,
+                        theirs,
+                        outgoing: false,
+                    })
+                    .await;
+            }
+        });
+    }
+}
+
+/// Bytes per second over the last [`RateWindow::SECONDS`] seconds.
+#[derive(Debug, Default, Clone)]
+pub struct RateWindow {
+    buckets: [u64; RateWindow::SECONDS],
+    current: usize,
+}
+
+impl RateWindow {
+    pub const SECONDS: usize = 10;
+
+    pub fn add(&mut self, bytes: u64) {
+        self.buckets[self.current] += bytes;
+    }
+
+    /// Starts a new second.
+    pub fn tick(&mut self) {
+        self.current = (self.current + 1) % Self::SECONDS;
+        self.buckets[self.current] = 0;
+    }
+
+    pub fn rate(&self) -> u64 {
+        self.buckets.iter().sum::<u64>() / Self::SECONDS as u64
+    }
+
+    /// The rate over the last two seconds, for quick reactions.
+    pub fn recent_rate(&self) -> u64 {
+        let previous = (self.current + Self::SECONDS - 1) % Self::SECONDS;
+        (self.buckets[self.current] + self.buckets[previous]) / 2
+    }
+}

@@ -1,0 +1,199 @@
+//! Swarm engines exchanging real torrents over 127.0.0.1: bytes compared with
+//! the source, resume files written, hostile peers handled.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use swarmfs::engine::{Config, Engine, Event};
+use swarmfs::metainfo::Metainfo;
+use swarmfs::storage::resume;
+
+fn logger() -> slog::Logger {
+    use slog::Drain;
+    if std::env::var_os("SWARMFS_TEST_LOG").is_some() {
+        let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
+        let drain = slog_term::FullFormat::new(decorator).build();
+        return slog::Logger::root(std::sync::Mutex::new(drain).fuse(), slog::o!());
+    }
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+fn config(data: &Path, peers: Vec<SocketAddr>) -> Config {
+    let mut c = Config::new(data.to_owned());
+    c.listen = Some("127.0.0.1:0".parse().unwrap());
+    c.peers = peers;
+    c.use_trackers = false;
+    c
+}
+
+/// Waits until an engine has finished its start-up check.
+fn wait_ready(engine: &Engine) {
+    let handle = engine.handle();
+    engine.block_on(async {
+        for _ in 0..500 {
+            if handle.stats().await.unwrap().state.as_str() != "checking" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("still checking after 5 s");
+    })
+}
+
+fn seeder(meta: &Metainfo, data: &Path) -> Engine {
+    let engine = Engine::start(meta.clone(), config(data, vec![]), logger()).unwrap();
+    wait_ready(&engine);
+    engine
+}
+
+/// Waits for `Done` (or for completion seen in stats), failing after `limit`.
+fn wait_done(engine: &Engine, limit: Duration) -> Vec<Event> {
+    let handle = engine.handle();
+    let mut events = handle.subscribe();
+    engine.block_on(async {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let stats = handle.stats().await.expect("engine running");
+            if stats.pieces_have == stats.pieces_total {
+                return seen;
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(Event::Done)) => {
+                    seen.push(Event::Done);
+                    return seen;
+                }
+                Ok(Ok(e)) => seen.push(e),
+                Ok(Err(_)) => {}
+                Err(_) => panic!(
+                    "not done after {limit:?}: {:?}\nevents: {seen:?}",
+                    handle.stats().await
+                ),
+            }
+        }
+    })
+}
+
+fn same_files(meta: &Metainfo, a: &Path, b: &Path) {
+    for f in &meta.files {
+        let x = std::fs::read(a.join(f.relative_path())).unwrap();
+        let y = std::fs::read(b.join(f.relative_path())).unwrap();
+        assert!(x == y, "{} differs", f.relative_path().display());
+    }
+}
+
+const BIG_TREE: &[(&str, usize)] = &[
+    ("a.bin", 1_500_000),
+    ("empty", 0),
+    ("sub/b.bin", 262_144),
+    ("sub/deeper/c.bin", 2_345_679),
+    ("z.txt", 5),
+];
+
+#[test]
+fn three_seeders_and_one_leecher_exchange_a_multi_file_torrent() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", BIG_TREE);
+    let (meta, _) = common::torrent_of(&source, 32 * 1024);
+
+    let seeders: Vec<Engine> = (0..3).map(|_| seeder(&meta, source_dir.path())).collect();
+    let addrs: Vec<SocketAddr> = seeders.iter().map(|s| s.listen_addr().unwrap()).collect();
+
+    let data = tempfile::tempdir().unwrap();
+    let leecher = Engine::start(meta.clone(), config(data.path(), addrs), logger()).unwrap();
+    let events = wait_done(&leecher, Duration::from_secs(60));
+    let stats = leecher.block_on(leecher.handle().stats()).unwrap();
+    assert_eq!(stats.pieces_have, meta.piece_count());
+    assert_eq!(stats.state.as_str(), "seeding");
+    let peers = leecher.block_on(leecher.handle().peers()).unwrap();
+    assert_eq!(peers.len(), 3, "connected to all three seeders");
+    let from_each: Vec<u64> = peers.iter().map(|p| p.downloaded).collect();
+    leecher.shutdown();
+    for s in seeders {
+        s.shutdown();
+    }
+    same_files(&meta, source_dir.path(), data.path());
+    assert!(
+        data.path().join("content/empty").is_file(),
+        "empty files are created"
+    );
+    // The resume file records every piece, and is trusted at the next start.
+    let have =
+        resume::trusted_have(data.path(), &meta, &resume::path_for(data.path(), &meta)).unwrap();
+    assert_eq!(have.count_ones(), meta.piece_count() as usize);
+    let connected = events
+        .iter()
+        .filter(|e| matches!(e, Event::Connected { .. }))
+        .count();
+    let pieces = events
+        .iter()
+        .filter(|e| matches!(e, Event::Piece(_)))
+        .count();
+    assert!(connected <= 3 && pieces > 0, "{events:?}");
+    assert!(
+        from_each.iter().filter(|&&b| b > 0).count() >= 2,
+        "blocks came from several seeders: {from_each:?}"
+    );
+}
+
+#[test]
+fn a_leecher_seeds_what_it_has_to_another_leecher() {
+    // seeder -> A -> B: B only knows A, so every byte B gets passed through A.
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", common::TREE);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let seeder = seeder(&meta, source_dir.path());
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = Engine::start(
+        meta.clone(),
+        config(a_dir.path(), vec![seeder.listen_addr().unwrap()]),
+        logger(),
+    )
+    .unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = Engine::start(
+        meta.clone(),
+        config(b_dir.path(), vec![a.listen_addr().unwrap()]),
+        logger(),
+    )
+    .unwrap();
+    wait_done(&b, Duration::from_secs(60));
+    let a_stats = a.block_on(a.handle().stats()).unwrap();
+    assert!(
+        a_stats.uploaded >= meta.total_length,
+        "A uploaded {}",
+        a_stats.uploaded
+    );
+    b.shutdown();
+    a.shutdown();
+    seeder.shutdown();
+    same_files(&meta, source_dir.path(), b_dir.path());
+}
+
+#[test]
+fn a_restarted_leecher_trusts_its_resume_file() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", common::TREE);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let seeder = seeder(&meta, source_dir.path());
+    let data = tempfile::tempdir().unwrap();
+    let leecher = Engine::start(
+        meta.clone(),
+        config(data.path(), vec![seeder.listen_addr().unwrap()]),
+        logger(),
+    )
+    .unwrap();
+    wait_done(&leecher, Duration::from_secs(60));
+    leecher.shutdown();
+    seeder.shutdown();
+    // Alone now, with no peers: it must start complete, from the resume file.
+    let again = Engine::start(meta.clone(), config(data.path(), vec![]), logger()).unwrap();
+    let stats = again.block_on(again.handle().stats()).unwrap();
+    assert_eq!(stats.state.as_str(), "seeding");
+    assert_eq!(stats.pieces_have, meta.piece_count());
+    assert_eq!(stats.downloaded, 0);
+    again.shutdown();
+}
