@@ -8,6 +8,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use slog::{debug, info, o, warn, Drain, Logger};
 
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use swarmfs::engine::{Config, Engine, Event};
 use swarmfs::metainfo::create::{create, CreateOptions};
 use swarmfs::metainfo::{Metainfo, MetainfoError};
 use swarmfs::storage::{check, resume, OpenMode, Storage};
@@ -65,6 +68,41 @@ enum Command {
         /// Hashing threads (default: one per core).
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+    },
+    /// Download (and seed) a torrent without mounting; progress on stdout.
+    /// Exits 0 when the download completed, 1 when interrupted before that.
+    Download {
+        torrent: PathBuf,
+        /// The data directory (the one that holds the torrent's file or folder).
+        #[arg(long, short, value_name = "DIR", default_value = ".")]
+        data: PathBuf,
+        /// A peer to connect to, besides the trackers' (repeatable).
+        #[arg(long = "peer", value_name = "HOST:PORT")]
+        peers: Vec<String>,
+        /// Port to accept peers on (0: any free port).
+        #[arg(long, default_value_t = 6881)]
+        port: u16,
+        /// Address to accept peers on.
+        #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
+        /// Accept no incoming peers.
+        #[arg(long)]
+        no_listen: bool,
+        /// Do not announce to the torrent's trackers.
+        #[arg(long)]
+        no_trackers: bool,
+        /// Keep seeding after the download completes, until interrupted.
+        #[arg(long)]
+        seed: bool,
+        /// Upload limit in bytes/s (suffixes k, M, G; 0 = unlimited).
+        #[arg(long, value_name = "RATE", value_parser = parse_size, default_value = "0")]
+        up: u64,
+        /// Download limit in bytes/s (suffixes k, M, G; 0 = unlimited).
+        #[arg(long, value_name = "RATE", value_parser = parse_size, default_value = "0")]
+        down: u64,
+        /// Most peers to be connected to at once.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        max_peers: usize,
     },
     /// Make a .torrent of a file or a directory.
     Create {
@@ -142,6 +180,31 @@ fn main() -> ExitCode {
             };
             create_command(&log, &path, &output, force, &options)
         }
+        Some(Command::Download {
+            torrent,
+            data,
+            peers,
+            port,
+            bind,
+            no_listen,
+            no_trackers,
+            seed,
+            up,
+            down,
+            max_peers,
+        }) => (|| {
+            let mut config = Config::new(data);
+            config.listen = (!no_listen).then_some(SocketAddr::new(bind, port));
+            config.peers = peers
+                .iter()
+                .map(|p| resolve_peer(p))
+                .collect::<Result<_, _>>()?;
+            config.use_trackers = !no_trackers;
+            config.up_limit = up;
+            config.down_limit = down;
+            config.max_peers = max_peers;
+            download_command(&log, &torrent, config, seed)
+        })(),
         None => mount_command(cli.torrent.as_deref(), cli.mountpoint.as_deref()),
     };
     match result {
@@ -314,6 +377,96 @@ fn create_command(
         "seconds" => format!("{:.2}", started.elapsed().as_secs_f64()));
     println!("{}", meta.info_hash);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `HOST:PORT`, with HOST a name or an address (`[::1]:6881` for IPv6).
+fn resolve_peer(text: &str) -> Result<SocketAddr, Failure> {
+    text.to_socket_addrs()
+        .map_err(|e| Failure(format!("peer {text:?}: {e}")))?
+        .next()
+        .ok_or_else(|| Failure(format!("peer {text:?}: no address")))
+}
+
+fn download_command(
+    log: &Logger,
+    torrent: &Path,
+    config: Config,
+    seed: bool,
+) -> Result<ExitCode, Failure> {
+    let meta = load(torrent)?;
+    if !config.data_dir.is_dir() {
+        return Err(Failure(format!(
+            "data directory {} does not exist or is not a directory",
+            config.data_dir.display()
+        )));
+    }
+    let engine = Engine::start(meta, config, log.clone())?;
+    if let Some(addr) = engine.listen_addr() {
+        info!(log, "listening"; "addr" => addr.to_string());
+    }
+    let handle = engine.handle();
+    let mut events = handle.subscribe();
+    let completed = engine.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Failure(e.to_string()))?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(|e| Failure(e.to_string()))?;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut done = false;
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+                event = events.recv() => match event {
+                    Ok(Event::Done) => {
+                        done = true;
+                        println!("done");
+                        if !seed { break; }
+                    }
+                    Ok(event) => log_event(log, &event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        debug!(log, "events lost"; "count" => n);
+                    }
+                    Err(_) => break,
+                },
+                _ = tick.tick() => {
+                    let Some(s) = handle.stats().await else { break };
+                    println!(
+                        "{} {}/{} pieces, down {}/s, up {}/s, {} peers",
+                        s.state.as_str(), s.pieces_have, s.pieces_total,
+                        format_size(s.down_rate), format_size(s.up_rate), s.peers
+                    );
+                    if s.pieces_have == s.pieces_total && !done && s.state.as_str() == "seeding" {
+                        // Complete from the start (resume file or check).
+                        done = true;
+                        println!("done");
+                        if !seed { break; }
+                    }
+                }
+            }
+        }
+        Ok::<bool, Failure>(done)
+    })?;
+    engine.shutdown();
+    Ok(if completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn log_event(log: &Logger, event: &Event) {
+    match event {
+        Event::TrackerError(e) => warn!(log, "tracker"; "error" => e),
+        Event::TrackerWarning(e) => warn!(log, "tracker warning"; "message" => e),
+        Event::Error(e) => warn!(log, "error"; "message" => e),
+        Event::Banned { addr, reason } => {
+            warn!(log, "banned"; "addr" => addr.to_string(), "reason" => reason)
+        }
+        Event::HashFail { piece, peer } => {
+            warn!(log, "hash check failed"; "piece" => piece, "peer" => peer)
+        }
+        _ => {}
+    }
 }
 
 fn mount_command(torrent: Option<&Path>, mountpoint: Option<&Path>) -> Result<ExitCode, Failure> {
