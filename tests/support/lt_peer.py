@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+"""A libtorrent peer for swarmfs's tests: seeds or leeches one torrent on
+loopback, with DHT, local discovery, UPnP and NAT-PMP off.
+
+usage: lt_peer.py seed|leech TORRENT DATA_DIR PORT [TIMEOUT_SECONDS] [PEER_HOST:PORT ...]
+
+Prints one status line a second. A leecher exits 0 once it has every piece
+(its data checked by libtorrent), 1 on timeout; a seeder runs until killed
+(or until the timeout, then exits 0). Run with Debian's /usr/bin/python3.
+"""
+import signal
+import sys
+import time
+
+import libtorrent as lt
+
+
+def main():
+    mode, torrent, data, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 120.0
+    peers = sys.argv[6:]
+    settings = {
+        "listen_interfaces": "127.0.0.1:%d" % port,
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "allow_multiple_connections_per_ip": True,
+        "announce_to_all_trackers": True,
+        "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
+        "user_agent": "lt_peer",
+    }
+    session = lt.session(settings)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = data
+    if mode == "seed":
+        params.flags |= lt.torrent_flags.seed_mode
+    handle = session.add_torrent(params)
+    for peer in peers:
+        host, _, p = peer.rpartition(":")
+        handle.connect_peer((host.strip("[]"), int(p)))
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    deadline = time.time() + timeout
+    while not stop and time.time() < deadline:
+        s = handle.status()
+        print("%s %s %.1f%% down %d up %d peers %d" % (
+            mode, s.state, s.progress * 100, s.download_rate, s.upload_rate, s.num_peers), flush=True)
+        for alert in session.pop_alerts():
+            print("alert:", alert.message(), flush=True)
+        if mode == "leech" and s.is_seeding:
+            print("complete", flush=True)
+            return 0
+        time.sleep(0.5)
+    return 0 if mode == "seed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
