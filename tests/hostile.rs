@@ -1,0 +1,196 @@
+//! Peers that lie or break the protocol, scripted over 127.0.0.1 against a
+//! real engine that also has an honest seeder: the bad peer is dropped or
+//! banned, the download completes, and the events say why.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use swarmfs::engine::{Config, Engine, Event};
+use swarmfs::metainfo::Metainfo;
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+fn config(data: &Path, peers: Vec<SocketAddr>) -> Config {
+    let mut c = Config::new(data.to_owned());
+    c.listen = Some("127.0.0.1:0".parse().unwrap());
+    c.peers = peers;
+    c.use_trackers = false;
+    c
+}
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Claims every piece and answers requests with garbage of the right length.
+    Corrupt,
+    /// Sends a `have` for a piece past the end after the bitfield.
+    HaveOutOfRange,
+    /// Announces a 4 GiB message.
+    HugeLength,
+}
+
+/// A scripted peer listening on 127.0.0.1; serves one connection at a time
+/// until the test ends. Returns its address.
+fn fake_peer(meta: &Metainfo, behaviour: Behaviour) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let info_hash = meta.info_hash.0;
+    let pieces = meta.piece_count() as usize;
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let _ = serve(stream, info_hash, pieces, behaviour);
+            });
+        }
+    });
+    addr
+}
+
+fn serve(
+    mut s: TcpStream,
+    info_hash: [u8; 20],
+    pieces: usize,
+    behaviour: Behaviour,
+) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut theirs = [0u8; 68];
+    s.read_exact(&mut theirs)?;
+    let mut hs = vec![19u8];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0; 8]);
+    hs.extend_from_slice(&info_hash);
+    hs.extend_from_slice(b"-XX0001-hostilepeer0");
+    s.write_all(&hs)?;
+    // A full bitfield with clean spare bits.
+    let mut bits = vec![0xffu8; pieces.div_ceil(8)];
+    if pieces % 8 != 0 {
+        *bits.last_mut().unwrap() = 0xff << (8 - pieces % 8);
+    }
+    let mut msg = ((bits.len() + 1) as u32).to_be_bytes().to_vec();
+    msg.push(5);
+    msg.extend_from_slice(&bits);
+    s.write_all(&msg)?;
+    match behaviour {
+        Behaviour::HaveOutOfRange => {
+            let mut have = vec![0, 0, 0, 5, 4];
+            have.extend_from_slice(&(pieces as u32 + 7).to_be_bytes());
+            s.write_all(&have)?;
+        }
+        Behaviour::HugeLength => s.write_all(&[0xff, 0xff, 0xff, 0xf0, 7, 0, 0])?,
+        Behaviour::Corrupt => {}
+    }
+    loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body)?;
+        match body.first() {
+            Some(2) => s.write_all(&[0, 0, 0, 1, 1])?, // interested -> unchoke
+            Some(6) => {
+                let piece = &body[1..5];
+                let offset = &body[5..9];
+                let block_len = u32::from_be_bytes(body[9..13].try_into().unwrap()) as usize;
+                let mut reply = ((9 + block_len) as u32).to_be_bytes().to_vec();
+                reply.push(7);
+                reply.extend_from_slice(piece);
+                reply.extend_from_slice(offset);
+                reply.extend(std::iter::repeat_n(0xA5u8, block_len));
+                s.write_all(&reply)?;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs a leecher against an honest (rate-limited) seeder and a fake peer,
+/// and returns the leecher's events until it is done.
+fn download_with(behaviour: Behaviour) -> (Vec<Event>, SocketAddr) {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(
+        source_dir.path(),
+        "content",
+        &[("a.bin", 600_000), ("b.bin", 300_001)],
+    );
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let mut honest_config = config(source_dir.path(), vec![]);
+    // Slow enough that the fake peer is asked for pieces too.
+    honest_config.up_limit = 400 * 1024;
+    let honest = Engine::start(meta.clone(), honest_config, logger()).unwrap();
+    let fake = fake_peer(&meta, behaviour);
+
+    let data = tempfile::tempdir().unwrap();
+    let leecher = Engine::start(
+        meta.clone(),
+        config(data.path(), vec![fake, honest.listen_addr().unwrap()]),
+        logger(),
+    )
+    .unwrap();
+    let handle = leecher.handle();
+    let mut events = handle.subscribe();
+    let seen = leecher.block_on(async {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(Event::Done)) => return seen,
+                Ok(Ok(e)) => seen.push(e),
+                Ok(Err(e)) => panic!("event stream: {e}"),
+                Err(_) => panic!("not done in time: {seen:?}"),
+            }
+        }
+    });
+    leecher.shutdown();
+    honest.shutdown();
+    for f in &meta.files {
+        let a = std::fs::read(source_dir.path().join(f.relative_path())).unwrap();
+        let b = std::fs::read(data.path().join(f.relative_path())).unwrap();
+        assert!(a == b, "{} differs", f.relative_path().display());
+    }
+    (seen, fake)
+}
+
+#[test]
+fn a_peer_sending_corrupt_blocks_is_banned_and_the_download_completes() {
+    let (events, fake) = download_with(Behaviour::Corrupt);
+    let hash_fails = events
+        .iter()
+        .filter(|e| matches!(e, Event::HashFail { .. }))
+        .count();
+    assert!(hash_fails >= 1, "no hash failure seen: {events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Banned { addr, reason } if *addr == fake && reason.contains("corrupt"))),
+        "the corrupt peer was not banned: {events:?}"
+    );
+    // Banned means it stays away: no later connection from that address.
+    let banned_at = events
+        .iter()
+        .position(|e| matches!(e, Event::Banned { .. }))
+        .unwrap();
+    assert!(
+        !events[banned_at..]
+            .iter()
+            .any(|e| matches!(e, Event::Connected { addr, .. } if *addr == fake)),
+        "reconnected to a banned peer"
+    );
+}
+
+#[test]
+fn a_peer_sending_a_malformed_message_is_dropped_without_harm() {
+    for behaviour in [Behaviour::HaveOutOfRange, Behaviour::HugeLength] {
+        let (events, fake) = download_with(behaviour);
+        let dropped = events.iter().find_map(|e| match e {
+            Event::Disconnected { addr, reason, .. } if *addr == fake => Some(reason.clone()),
+            _ => None,
+        });
+        let reason = dropped.unwrap_or_else(|| panic!("fake peer not dropped: {events:?}"));
+        assert!(reason.contains("protocol error"), "{reason}");
+        assert!(!events.iter().any(|e| matches!(e, Event::HashFail { .. })));
+    }
+}
