@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use swarmfs::engine::{Config, Engine, Event};
+use swarmfs::engine::{Command, Config, Engine, Event, PeerSelector};
 use swarmfs::metainfo::Metainfo;
 use swarmfs::storage::resume;
 
@@ -196,4 +196,132 @@ fn a_restarted_leecher_trusts_its_resume_file() {
     assert_eq!(stats.pieces_have, meta.piece_count());
     assert_eq!(stats.downloaded, 0);
     again.shutdown();
+}
+
+#[test]
+fn download_limit_paces_the_transfer_and_can_be_lifted_while_running() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 2_000_000)]);
+    let (meta, _) = common::torrent_of(&source, 32 * 1024);
+    let seeder = seeder(&meta, source_dir.path());
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), vec![seeder.listen_addr().unwrap()]);
+    c.down_limit = 256 * 1024;
+    let leecher = Engine::start(meta.clone(), c, logger()).unwrap();
+    let handle = leecher.handle();
+    let (have_at_2s, rate) = leecher.block_on(async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let s = handle.stats().await.unwrap();
+        (s.have, s.down_limit)
+    });
+    assert_eq!(rate, 256 * 1024);
+    // 2 s at 256 KiB/s, plus one burst: well under the 2 MB total.
+    assert!(
+        have_at_2s <= 900_000,
+        "{have_at_2s} bytes after 2 s at 256 KiB/s"
+    );
+    let started = std::time::Instant::now();
+    leecher.block_on(handle.send(Command::SetDownLimit(0)));
+    wait_done(&leecher, Duration::from_secs(30));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "unlimited took {:?}",
+        started.elapsed()
+    );
+    leecher.shutdown();
+    seeder.shutdown();
+}
+
+#[test]
+fn stop_disconnects_everyone_and_start_resumes() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 3_000_000)]);
+    let (meta, _) = common::torrent_of(&source, 32 * 1024);
+    let seeder = seeder(&meta, source_dir.path());
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), vec![seeder.listen_addr().unwrap()]);
+    c.down_limit = 512 * 1024;
+    let leecher = Engine::start(meta.clone(), c, logger()).unwrap();
+    let handle = leecher.handle();
+    let mut events = handle.subscribe();
+    leecher.block_on(async {
+        // Wait for the connection, then stop.
+        loop {
+            if let Ok(Event::Connected { .. }) = events.recv().await {
+                break;
+            }
+        }
+        handle.send(Command::Stop).await;
+        loop {
+            match events.recv().await {
+                Ok(Event::Stopped) => break,
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let s = handle.stats().await.unwrap();
+        assert_eq!(s.state.as_str(), "stopped");
+        assert_eq!(s.peers, 0);
+        let have = s.have;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let s = handle.stats().await.unwrap();
+        assert_eq!(s.peers, 0, "stopped engines do not dial");
+        assert_eq!(s.have, have, "nothing arrives while stopped");
+        handle.send(Command::SetDownLimit(0)).await;
+        handle.send(Command::Start).await;
+    });
+    wait_done(&leecher, Duration::from_secs(30));
+    leecher.shutdown();
+    seeder.shutdown();
+    same_files(&meta, source_dir.path(), data.path());
+}
+
+#[test]
+fn disconnect_by_id_and_connect_by_address() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 200_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let seeder = seeder(&meta, source_dir.path());
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), vec![]);
+    c.down_limit = 64 * 1024;
+    let leecher = Engine::start(meta.clone(), c, logger()).unwrap();
+    let handle = leecher.handle();
+    let mut events = handle.subscribe();
+    let addr = seeder.listen_addr().unwrap();
+    leecher.block_on(async {
+        assert!(handle.peers().await.unwrap().is_empty());
+        handle.send(Command::Connect(addr)).await;
+        let id = loop {
+            if let Ok(Event::Connected {
+                id,
+                addr: a,
+                client,
+            }) = events.recv().await
+            {
+                assert_eq!(a, addr);
+                assert!(client.starts_with("swarmfs"), "{client}");
+                break id;
+            }
+        };
+        let peers = handle.peers().await.unwrap();
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].id, id);
+        handle.send(Command::Disconnect(PeerSelector::Id(id))).await;
+        loop {
+            if let Ok(Event::Disconnected {
+                id: gone, reason, ..
+            }) = events.recv().await
+            {
+                assert_eq!(gone, id);
+                assert_eq!(reason, "disconnected by user");
+                break;
+            }
+        }
+        // The disconnect holds: the dialer does not reconnect at once.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(handle.peers().await.unwrap().is_empty());
+    });
+    leecher.shutdown();
+    seeder.shutdown();
 }

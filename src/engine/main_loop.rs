@@ -517,6 +517,10 @@ impl MainLoop {
             }
             Command::Start => {
                 if self.state == State::Stopped {
+                    let now = Instant::now();
+                    for k in self.known.values_mut() {
+                        k.next_attempt = now;
+                    }
                     self.state = State::Downloading;
                     self.emit(Event::Started);
                     self.ready().await;
@@ -770,6 +774,11 @@ impl MainLoop {
             return;
         };
         peer.cancel.cancel();
+        // Not straight back: a user's disconnect should hold, and a peer
+        // that hung up should not be hammered.
+        if let Some(k) = self.known.get_mut(&peer.addr) {
+            k.next_attempt = Instant::now() + REDIAL_DELAY;
+        }
         self.picker.remove_peer(id, &peer.pieces);
         self.keeper.forget_peer(id).await;
         info!(self.log, "peer disconnected"; "id" => id, "addr" => peer.addr, "reason" => &reason);
