@@ -7,46 +7,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use swarmfs::engine::{Command, Config, Engine, Event, PeerSelector};
+use swarmfs::engine::{Command, Engine, Event, PeerSelector};
 use swarmfs::metainfo::Metainfo;
 use swarmfs::storage::resume;
 
-fn logger() -> slog::Logger {
-    use slog::Drain;
-    if std::env::var_os("SWARMFS_TEST_LOG").is_some() {
-        let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
-        let drain = slog_term::FullFormat::new(decorator).build();
-        return slog::Logger::root(std::sync::Mutex::new(drain).fuse(), slog::o!());
-    }
-    slog::Logger::root(slog::Discard, slog::o!())
-}
-
-fn config(data: &Path, peers: Vec<SocketAddr>) -> Config {
-    let mut c = Config::new(data.to_owned());
-    c.listen = Some("127.0.0.1:0".parse().unwrap());
-    c.peers = peers;
-    c.use_trackers = false;
-    c
-}
-
-/// Waits until an engine has finished its start-up check.
-fn wait_ready(engine: &Engine) {
-    let handle = engine.handle();
-    engine.block_on(async {
-        for _ in 0..500 {
-            if handle.stats().await.unwrap().state.as_str() != "checking" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("still checking after 5 s");
-    })
-}
+use common::{config, logger};
 
 fn seeder(meta: &Metainfo, data: &Path) -> Engine {
-    let engine = Engine::start(meta.clone(), config(data, vec![]), logger()).unwrap();
-    wait_ready(&engine);
-    engine
+    common::seeder_with(meta, config(data, vec![]))
 }
 
 /// Waits for `Done` (or for completion seen in stats), failing after `limit`.

@@ -6,23 +6,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::time::Duration;
 
-use swarmfs::engine::{Config, Engine, Event};
+use swarmfs::engine::{Engine, Event};
 use swarmfs::metainfo::Metainfo;
 
-fn logger() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
-}
-
-fn config(data: &Path, peers: Vec<SocketAddr>) -> Config {
-    let mut c = Config::new(data.to_owned());
-    c.listen = Some("127.0.0.1:0".parse().unwrap());
-    c.peers = peers;
-    c.use_trackers = false;
-    c
-}
+use common::{config, logger};
 
 #[derive(Clone, Copy)]
 enum Behaviour {
@@ -122,7 +111,7 @@ fn download_with(behaviour: Behaviour) -> (Vec<Event>, SocketAddr) {
     let mut honest_config = config(source_dir.path(), vec![]);
     // Slow enough that the fake peer is asked for pieces too.
     honest_config.up_limit = 400 * 1024;
-    let honest = Engine::start(meta.clone(), honest_config, logger()).unwrap();
+    let honest = common::seeder_with(&meta, honest_config);
     let fake = fake_peer(&meta, behaviour);
 
     let data = tempfile::tempdir().unwrap();

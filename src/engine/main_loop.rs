@@ -92,7 +92,7 @@ struct Peer {
     outstanding: HashSet<BlockRef>,
     /// The peer's requests to us, in order.
     their_requests: VecDeque<BlockRef>,
-    upload_waiter: Option<oneshot::Sender<BlockRef>>,
+    upload_waiter: Option<oneshot::Sender<Vec<BlockRef>>>,
     down: RateWindow,
     up: RateWindow,
     downloaded: u64,
@@ -164,6 +164,8 @@ pub struct MainLoop {
     last_save: Instant,
     /// Peers to drop at the end of this turn (a full queue, a violation).
     doomed: Vec<(PeerId, String)>,
+    /// Connections that arrived during the start-up check, admitted after it.
+    waiting: Vec<Connection>,
     quit: Option<oneshot::Sender<()>>,
 }
 
@@ -237,7 +239,7 @@ impl MainLoop {
         let mut main = MainLoop {
             picker: Picker::new(geometry, have, random_u64()),
             choker: Choker::new(random_u64()),
-            keeper: Piecekeeper::spawn(),
+            keeper: Piecekeeper::new(),
             handshake: Handshake {
                 reserved: [0; 8],
                 info_hash: meta.info_hash,
@@ -282,6 +284,7 @@ impl MainLoop {
             saving: false,
             last_save: Instant::now(),
             doomed: Vec::new(),
+            waiting: Vec::new(),
             quit: None,
         };
         let now = Instant::now();
@@ -352,6 +355,9 @@ impl MainLoop {
             self.state = State::Downloading;
         }
         self.start_tracker();
+        for connection in std::mem::take(&mut self.waiting) {
+            self.connection(connection).await;
+        }
         self.dial().await;
     }
 
@@ -659,6 +665,13 @@ impl MainLoop {
     }
 
     async fn connection(&mut self, connection: Connection) {
+        if self.state == State::Checking {
+            // Bounded by the connection limit; they are admitted when ready.
+            if self.waiting.len() < self.config.max_peers {
+                self.waiting.push(connection);
+            }
+            return;
+        }
         let (stream, addr, theirs, outgoing) = match connection {
             Connection::Failed { addr, error } => {
                 self.connecting.remove(&addr);
@@ -685,8 +698,8 @@ impl MainLoop {
                 k.is_self = true;
             }
             Some("connected to ourselves")
-        } else if matches!(self.state, State::Stopped | State::Checking) {
-            Some("not accepting peers now")
+        } else if self.state == State::Stopped {
+            Some("stopped")
         } else if self.banned.contains_key(&addr) || self.banned_ids.contains(&theirs.peer_id) {
             Some("banned")
         } else if self.peers.values().any(|p| p.peer_id == theirs.peer_id) {
@@ -780,7 +793,7 @@ impl MainLoop {
             k.next_attempt = Instant::now() + REDIAL_DELAY;
         }
         self.picker.remove_peer(id, &peer.pieces);
-        self.keeper.forget_peer(id).await;
+        self.keeper.forget_peer(id);
         info!(self.log, "peer disconnected"; "id" => id, "addr" => peer.addr, "reason" => &reason);
         self.emit(Event::Disconnected {
             id,
@@ -844,7 +857,7 @@ impl MainLoop {
                 let outstanding: Vec<BlockRef> = peer.outstanding.drain().collect();
                 self.picker.release(id);
                 for block in outstanding {
-                    self.keeper.forget(id, block).await;
+                    self.keeper.forget(id, block);
                 }
             }
             Message::Unchoke => {
@@ -907,10 +920,13 @@ impl MainLoop {
         if peer.am_choking || peer.upload_waiter.is_none() {
             return;
         }
-        if let Some(block) = peer.their_requests.pop_front() {
-            if let Some(waiter) = peer.upload_waiter.take() {
-                let _ = waiter.send(block);
-            }
+        if peer.their_requests.is_empty() {
+            return;
+        }
+        let take = peer.their_requests.len().min(peer::UPLOAD_BATCH);
+        let blocks: Vec<BlockRef> = peer.their_requests.drain(..take).collect();
+        if let Some(waiter) = peer.upload_waiter.take() {
+            let _ = waiter.send(blocks);
         }
     }
 
@@ -967,7 +983,7 @@ impl MainLoop {
         let blocks = self.picker.pick(id, &peer.pieces, want);
         for block in blocks {
             // Registered before it is sent, so it cannot arrive unexpected.
-            self.keeper.expect(id, block).await;
+            self.keeper.expect(id, block);
             if let Some(peer) = self.peers.get_mut(&id) {
                 peer.outstanding.insert(block);
             }

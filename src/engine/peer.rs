@@ -33,9 +33,11 @@ use crate::storage::Storage;
 use crate::wire::{BlockRef, Geometry, Handshake, Message, MessageCodec, HANDSHAKE_LEN};
 
 /// Messages between the net reader and the disk writer.
-const READ_QUEUE: usize = 4;
+const READ_QUEUE: usize = 8;
+/// Blocks the disk reader asks the main loop for at once.
+pub const UPLOAD_BATCH: usize = 8;
 /// Blocks read from disk waiting for the net writer.
-const BULK_QUEUE: usize = 4;
+const BULK_QUEUE: usize = UPLOAD_BATCH;
 /// Control messages (requests, haves, chokes) waiting for the net writer. A
 /// peer that lets this fill up is not reading from its socket.
 pub const CONTROL_QUEUE: usize = 1024;
@@ -55,8 +57,9 @@ pub enum PeerInput {
     BlockDiscarded(BlockRef),
     /// Writing a requested block failed (disk full, I/O error).
     WriteFailed(BlockRef, String),
-    /// The disk reader wants the next block to upload; drop `reply` for none.
-    UploadSlot(oneshot::Sender<BlockRef>),
+    /// The disk reader wants the next blocks to upload (at most
+    /// [`UPLOAD_BATCH`]); drop `reply` for none.
+    UploadSlot(oneshot::Sender<Vec<BlockRef>>),
     /// The net writer sent a block of this many bytes.
     Uploaded(u64),
     /// The connection is over; the reason, for the event stream.
@@ -202,42 +205,95 @@ async fn net_reader(ctx: PeerContext, mut socket: OwnedReadHalf, to_disk: mpsc::
 }
 
 async fn disk_writer(ctx: PeerContext, mut from_net: mpsc::Receiver<Message>) {
+    let mut batch = Vec::with_capacity(READ_QUEUE);
     loop {
-        let message = tokio::select! {
+        let first = tokio::select! {
             _ = ctx.cancel.cancelled() => return,
             m = from_net.recv() => match m { Some(m) => m, None => return },
         };
-        let input = match message {
+        // Whatever else is queued goes in the same trip to the blocking pool.
+        batch.push(first);
+        while let Ok(m) = from_net.try_recv() {
+            batch.push(m);
+        }
+        // Vet blocks now, in arrival order; write the wanted ones together.
+        let vetted: Vec<(Message, bool)> = batch
+            .drain(..)
+            .map(|m| {
+                let wanted = match &m {
+                    Message::Piece {
+                        piece,
+                        offset,
+                        data,
+                    } => ctx.keeper.check(
+                        ctx.id,
+                        BlockRef {
+                            piece: *piece,
+                            offset: *offset,
+                            len: data.len() as u32,
+                        },
+                    ),
+                    _ => false,
+                };
+                (m, wanted)
+            })
+            .collect();
+        let inputs = if vetted.iter().any(|(_, wanted)| *wanted) {
+            let storage = ctx.storage.clone();
+            match tokio::task::spawn_blocking(move || write_blocks(&storage, vetted)).await {
+                Ok(inputs) => inputs,
+                Err(e) => return ctx.close(format!("disk writer: {e}")).await,
+            }
+        } else {
+            vetted.into_iter().map(|(m, _)| unwritten(m)).collect()
+        };
+        for input in inputs {
+            if !ctx.tell(input).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Writes the wanted blocks; every message becomes its input for the main loop.
+fn write_blocks(storage: &Storage, vetted: Vec<(Message, bool)>) -> Vec<PeerInput> {
+    vetted
+        .into_iter()
+        .map(|(message, wanted)| match message {
             Message::Piece {
                 piece,
                 offset,
                 data,
-            } => {
+            } if wanted => {
                 let block = BlockRef {
                     piece,
                     offset,
                     len: data.len() as u32,
                 };
-                if ctx.keeper.check(ctx.id, block).await {
-                    let storage = ctx.storage.clone();
-                    let written = tokio::task::spawn_blocking(move || {
-                        storage.write_block(piece, offset as u64, &data)
-                    })
-                    .await;
-                    match written {
-                        Ok(Ok(())) => PeerInput::BlockWritten(block),
-                        Ok(Err(e)) => PeerInput::WriteFailed(block, e.to_string()),
-                        Err(e) => PeerInput::WriteFailed(block, e.to_string()),
-                    }
-                } else {
-                    PeerInput::BlockDiscarded(block)
+                match storage.write_block(piece, offset as u64, &data) {
+                    Ok(()) => PeerInput::BlockWritten(block),
+                    Err(e) => PeerInput::WriteFailed(block, e.to_string()),
                 }
             }
-            other => PeerInput::Message(other),
-        };
-        if !ctx.tell(input).await {
-            return;
-        }
+            other => unwritten(other),
+        })
+        .collect()
+}
+
+/// The input for a message that is not written: a discarded block, or a
+/// message for the main loop.
+fn unwritten(message: Message) -> PeerInput {
+    match message {
+        Message::Piece {
+            piece,
+            offset,
+            data,
+        } => PeerInput::BlockDiscarded(BlockRef {
+            piece,
+            offset,
+            len: data.len() as u32,
+        }),
+        other => PeerInput::Message(other),
     }
 }
 
@@ -247,31 +303,37 @@ async fn disk_reader(ctx: PeerContext, bulk: mpsc::Sender<Message>) {
         if !ctx.tell(PeerInput::UploadSlot(reply)).await {
             return;
         }
-        let block = tokio::select! {
+        let blocks = tokio::select! {
             _ = ctx.cancel.cancelled() => return,
             b = answer => match b { Ok(b) => b, Err(_) => return },
         };
         let storage = ctx.storage.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let mut data = vec![0u8; block.len as usize];
-            storage
-                .read_block(block.piece, block.offset as u64, &mut data)
-                .map(|()| data)
+            blocks
+                .into_iter()
+                .map(|block| {
+                    let mut data = vec![0u8; block.len as usize];
+                    storage
+                        .read_block(block.piece, block.offset as u64, &mut data)
+                        .map(|()| Message::Piece {
+                            piece: block.piece,
+                            offset: block.offset,
+                            data: Bytes::from(data),
+                        })
+                })
+                .collect::<Result<Vec<Message>, _>>()
         })
         .await;
-        let data = match read {
-            Ok(Ok(data)) => data,
+        let messages = match read {
+            Ok(Ok(messages)) => messages,
             Ok(Err(e)) => return ctx.close(format!("reading a block to upload: {e}")).await,
             Err(e) => return ctx.close(format!("reading a block to upload: {e}")).await,
         };
-        let message = Message::Piece {
-            piece: block.piece,
-            offset: block.offset,
-            data: Bytes::from(data),
-        };
-        tokio::select! {
-            _ = ctx.cancel.cancelled() => return,
-            sent = bulk.send(message) => if sent.is_err() { return },
+        for message in messages {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                sent = bulk.send(message) => if sent.is_err() { return },
+            }
         }
     }
 }
@@ -304,12 +366,17 @@ async fn net_writer(
                 }
             }
             m = bulk.recv() => {
-                let Some(message) = m else { return };
-                if let Message::Piece { data, .. } = &message {
-                    ctx.up.acquire(data.len()).await;
-                    uploaded = data.len() as u64;
+                let Some(first) = m else { return };
+                // Blocks already queued go out in the same write.
+                let mut next = Some(first);
+                while let Some(message) = next {
+                    if let Message::Piece { data, .. } = &message {
+                        ctx.up.acquire(data.len()).await;
+                        uploaded += data.len() as u64;
+                    }
+                    let _ = codec.encode(message, &mut buf);
+                    next = bulk.try_recv().ok();
                 }
-                let _ = codec.encode(message, &mut buf);
             }
             _ = idle => {
                 let _ = codec.encode(Message::KeepAlive, &mut buf);

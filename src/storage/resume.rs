@@ -226,9 +226,12 @@ impl Resume {
     }
 }
 
+/// The temporary file a record is written to before the rename: per
+/// process, so two programs sharing a data directory never write into each
+/// other's half-written record.
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".tmp");
+    name.push(format!(".tmp.{}", std::process::id()));
     path.with_file_name(name)
 }
 

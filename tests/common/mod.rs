@@ -51,3 +51,44 @@ pub const TREE: &[(&str, usize)] = &[
     ("sub/deeper/c.bin", 70_001),
     ("z.txt", 5),
 ];
+
+/// A logger for engines under test: silent unless SWARMFS_TEST_LOG is set.
+pub fn logger() -> slog::Logger {
+    use slog::Drain;
+    if std::env::var_os("SWARMFS_TEST_LOG").is_some() {
+        let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
+        let drain = slog_term::FullFormat::new(decorator).build();
+        return slog::Logger::root(std::sync::Mutex::new(drain).fuse(), slog::o!());
+    }
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+/// An engine config on 127.0.0.1 with the given peers and no trackers.
+pub fn config(data: &Path, peers: Vec<std::net::SocketAddr>) -> swarmfs::engine::Config {
+    let mut c = swarmfs::engine::Config::new(data.to_owned());
+    c.listen = Some("127.0.0.1:0".parse().unwrap());
+    c.peers = peers;
+    c.use_trackers = false;
+    c
+}
+
+/// Waits until an engine has finished its start-up check.
+pub fn wait_ready(engine: &swarmfs::engine::Engine) {
+    let handle = engine.handle();
+    engine.block_on(async {
+        for _ in 0..500 {
+            if handle.stats().await.unwrap().state.as_str() != "checking" {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("still checking after 5 s");
+    })
+}
+
+/// A seeding engine over `data`, ready to accept peers.
+pub fn seeder_with(meta: &Metainfo, config: swarmfs::engine::Config) -> swarmfs::engine::Engine {
+    let engine = swarmfs::engine::Engine::start(meta.clone(), config, logger()).unwrap();
+    wait_ready(&engine);
+    engine
+}
