@@ -183,3 +183,103 @@ fn a_peer_sending_a_malformed_message_is_dropped_without_harm() {
         assert!(!events.iter().any(|e| matches!(e, Event::HashFail { .. })));
     }
 }
+
+/// Connects to `addr` as a leecher, handshakes, and says it is interested.
+fn leech_from(addr: SocketAddr, meta: &Metainfo) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut hs = vec![19u8];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0; 8]);
+    hs.extend_from_slice(&meta.info_hash.0);
+    hs.extend_from_slice(b"-XX0001-greedypeer00");
+    s.write_all(&hs).unwrap();
+    let mut theirs = [0u8; 68];
+    s.read_exact(&mut theirs).unwrap();
+    s.write_all(&[0, 0, 0, 1, 2]).unwrap(); // interested
+    s
+}
+
+/// Reads messages until one with `id` arrives; false if the connection ends first.
+fn read_until(s: &mut TcpStream, id: u8) -> bool {
+    loop {
+        let mut len = [0u8; 4];
+        if s.read_exact(&mut len).is_err() {
+            return false;
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        if s.read_exact(&mut body).is_err() {
+            return false;
+        }
+        if body.first() == Some(&id) {
+            return true;
+        }
+    }
+}
+
+#[test]
+fn a_peer_queueing_too_many_requests_is_dropped() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 12_000_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let mut c = config(source_dir.path(), vec![]);
+    c.up_limit = 64 * 1024; // so the queue cannot drain as fast as it fills
+    let seeder = common::seeder_with(&meta, c);
+    let mut events = seeder.handle().subscribe();
+    let mut s = leech_from(seeder.listen_addr().unwrap(), &meta);
+    assert!(
+        read_until(&mut s, 1),
+        "a free slot unchokes an interested peer"
+    );
+    let mut flood = Vec::new();
+    for piece in 0..700u32 {
+        flood.extend_from_slice(&[0, 0, 0, 13, 6]);
+        flood.extend_from_slice(&piece.to_be_bytes());
+        flood.extend_from_slice(&0u32.to_be_bytes());
+        flood.extend_from_slice(&16384u32.to_be_bytes());
+    }
+    s.write_all(&flood).unwrap();
+    let reason = seeder.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                Ok(Ok(Event::Disconnected { reason, .. })) => return reason,
+                Ok(Ok(_)) => {}
+                other => panic!("no disconnect: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(reason, "more than 500 queued requests");
+    seeder.shutdown();
+}
+
+#[test]
+fn requests_while_choked_are_ignored() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 100_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let mut c = config(source_dir.path(), vec![]);
+    c.upload_slots = 0; // nobody but the optimistic slot, which is not due yet
+    let seeder = common::seeder_with(&meta, c);
+    let addr = seeder.listen_addr().unwrap();
+    // Take the one immediate unchoke with a first peer, then ask as a second.
+    let mut first = leech_from(addr, &meta);
+    assert!(read_until(&mut first, 1));
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut hs = vec![19u8];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0; 8]);
+    hs.extend_from_slice(&meta.info_hash.0);
+    hs.extend_from_slice(b"-XX0001-chokedpeer00");
+    s.write_all(&hs).unwrap();
+    let mut theirs = [0u8; 68];
+    s.read_exact(&mut theirs).unwrap();
+    // A request without being unchoked: no piece may come back.
+    s.write_all(&[0, 0, 0, 13, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0])
+        .unwrap();
+    assert!(!read_until(&mut s, 7), "served a piece to a choked peer");
+    let peers = seeder.block_on(seeder.handle().peers()).unwrap();
+    assert_eq!(peers.len(), 2, "the choked peer is ignored, not dropped");
+    seeder.shutdown();
+}
