@@ -283,3 +283,48 @@ fn requests_while_choked_are_ignored() {
     assert_eq!(peers.len(), 2, "the choked peer is ignored, not dropped");
     seeder.shutdown();
 }
+
+#[test]
+fn keep_alives_are_sent_and_silent_peers_dropped() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 50_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let mut c = config(source_dir.path(), vec![]);
+    c.keepalive = Duration::from_millis(500);
+    c.silence_limit = Duration::from_secs(2);
+    let seeder = common::seeder_with(&meta, c);
+    let mut events = seeder.handle().subscribe();
+    // Handshake, then say nothing at all (slowloris).
+    let mut s = leech_from(seeder.listen_addr().unwrap(), &meta);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = std::time::Instant::now();
+    let mut keepalives = 0;
+    let mut buf = [0u8; 4];
+    // Bitfield first, then keep-alives (length 0) until we are dropped.
+    while s.read_exact(&mut buf).is_ok() {
+        let len = u32::from_be_bytes(buf) as usize;
+        if len == 0 {
+            keepalives += 1;
+        } else {
+            let mut body = vec![0u8; len];
+            if s.read_exact(&mut body).is_err() {
+                break;
+            }
+        }
+    }
+    let dropped_after = started.elapsed();
+    assert!(keepalives >= 2, "{keepalives} keep-alives");
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(5)).contains(&dropped_after),
+        "dropped after {dropped_after:?}"
+    );
+    let reason = seeder.block_on(async {
+        loop {
+            if let Ok(Event::Disconnected { reason, .. }) = events.recv().await {
+                return reason;
+            }
+        }
+    });
+    assert_eq!(reason, "silent for 2 s");
+    seeder.shutdown();
+}

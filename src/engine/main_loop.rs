@@ -39,8 +39,6 @@ pub const MAX_QUEUED_REQUESTS: usize = 500;
 /// Requests we keep outstanding at a peer: at least / at most.
 const MIN_PIPELINE: usize = 16;
 const MAX_PIPELINE: usize = 250;
-/// A peer silent for this long is dropped.
-const SILENCE_LIMIT: Duration = Duration::from_secs(120);
 /// Connect and handshake must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a proven bad peer stays banned.
@@ -729,6 +727,7 @@ impl MainLoop {
             up: self.up.clone(),
             down: self.down.clone(),
             cancel: cancel.clone(),
+            keepalive: self.config.keepalive,
         };
         let control = peer::spawn(ctx, stream, &self.tasks);
         let client = peer::client_name(&theirs.peer_id);
@@ -1130,12 +1129,13 @@ impl MainLoop {
         for (&id, peer) in self.peers.iter_mut() {
             peer.down.tick();
             peer.up.tick();
-            if now.duration_since(peer.last_heard) > SILENCE_LIMIT {
+            if now.duration_since(peer.last_heard) > self.config.silence_limit {
                 silent.push(id);
             }
         }
         for id in silent {
-            self.disconnect(id, "silent for 2 minutes".into()).await;
+            let limit = self.config.silence_limit.as_secs();
+            self.disconnect(id, format!("silent for {limit} s")).await;
         }
         self.banned.retain(|_, ban| ban.until > now);
         self.update_progress();

@@ -51,6 +51,10 @@ pub struct Config {
     pub use_trackers: bool,
     /// Unchoke slots (tit-for-tat), besides the optimistic one.
     pub upload_slots: usize,
+    /// Send a keep-alive after this long without sending anything.
+    pub keepalive: Duration,
+    /// Drop a peer we have heard nothing from for this long.
+    pub silence_limit: Duration,
 }
 
 impl Config {
@@ -64,6 +68,8 @@ impl Config {
             down_limit: 0,
             use_trackers: true,
             upload_slots: choker::SLOTS,
+            keepalive: Duration::from_secs(90),
+            silence_limit: Duration::from_secs(120),
         }
     }
 }

@@ -41,8 +41,6 @@ const BULK_QUEUE: usize = UPLOAD_BATCH;
 /// Control messages (requests, haves, chokes) waiting for the net writer. A
 /// peer that lets this fill up is not reading from its socket.
 pub const CONTROL_QUEUE: usize = 1024;
-/// Send a keep-alive after this long without writing anything.
-const KEEPALIVE: Duration = Duration::from_secs(90);
 /// Socket reads ask for this much at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -84,6 +82,8 @@ pub struct PeerContext {
     pub up: Arc<RateLimiter>,
     pub down: Arc<RateLimiter>,
     pub cancel: CancellationToken,
+    /// Send a keep-alive after this long without writing anything.
+    pub keepalive: Duration,
 }
 
 impl PeerContext {
@@ -347,7 +347,7 @@ async fn net_writer(
     let mut codec = MessageCodec::new(ctx.geometry);
     let mut buf = BytesMut::new();
     let reason = loop {
-        let idle = tokio::time::sleep(KEEPALIVE);
+        let idle = tokio::time::sleep(ctx.keepalive);
         let mut uploaded = 0u64;
         tokio::select! {
             biased;
