@@ -40,7 +40,41 @@ struct Cli {
     mountpoint: Option<PathBuf>,
 
     #[command(flatten)]
+    mount: MountArgs,
+
+    #[command(flatten)]
     verbosity: Verbosity,
+}
+
+/// Options of the main job, as flags or as `-o key=value,...` (FUSE style).
+#[derive(Args, Default)]
+struct MountArgs {
+    /// Stay in the foreground (logs on stderr).
+    #[arg(short = 'f', long)]
+    foreground: bool,
+    /// Comma-separated options: data=DIR, port=N, bind=IP, peer=HOST:PORT,
+    /// up=RATE, down=RATE, max_peers=N, log=FILE, allow_other, no_trackers,
+    /// and mount(8)'s generic ones (ignored).
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// The data directory (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Port to accept peers on (default 6881; 0: any free port).
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// A peer to connect to (repeatable).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+    /// Upload limit in bytes/s (k, M, G suffixes).
+    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    up: Option<u64>,
+    /// Download limit in bytes/s (k, M, G suffixes).
+    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    down: Option<u64>,
+    /// Let other users use the mount (FUSE allow_other).
+    #[arg(long)]
+    allow_other: bool,
 }
 
 #[derive(Args)]
@@ -146,6 +180,16 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.is_none() {
+        // The mount forks before any thread exists, so it makes its own logger.
+        return match mount_command(&cli) {
+            Ok(code) => code,
+            Err(Failure(message)) => {
+                eprintln!("swarmfs: {message}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        };
+    }
     let (log, _guard) = logger(&cli.verbosity);
     let result = match cli.command {
         Some(Command::Info { torrent }) => info_command(&torrent),
@@ -205,7 +249,7 @@ fn main() -> ExitCode {
             config.max_peers = max_peers;
             download_command(&log, &torrent, config, seed)
         })(),
-        None => mount_command(cli.torrent.as_deref(), cli.mountpoint.as_deref()),
+        None => unreachable!("handled above"),
     };
     match result {
         Ok(code) => code,
@@ -469,18 +513,291 @@ fn log_event(log: &Logger, event: &Event) {
     }
 }
 
-fn mount_command(torrent: Option<&Path>, mountpoint: Option<&Path>) -> Result<ExitCode, Failure> {
-    let (Some(torrent), Some(mountpoint)) = (torrent, mountpoint) else {
+/// Everything the main job needs, from flags and `-o` options.
+struct MountSettings {
+    config: Config,
+    mount: swarmfs::fs::mount::MountOptions,
+    log_file: Option<PathBuf>,
+}
+
+/// mount(8) passes its generic options through; they mean nothing here.
+const GENERIC_MOUNT_OPTIONS: &[&str] = &[
+    "rw",
+    "ro",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "diratime",
+    "nodiratime",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "defaults",
+    "nofail",
+    "_netdev",
+    "async",
+    "sync",
+    "default_permissions",
+];
+
+fn mount_settings(args: &MountArgs, meta: &Metainfo) -> Result<MountSettings, Failure> {
+    let mut data = args.data.clone();
+    let mut port = args.port;
+    let mut bind: std::net::IpAddr = [0, 0, 0, 0].into();
+    let mut peers = args.peers.clone();
+    let (mut up, mut down) = (args.up, args.down);
+    let mut allow_other = args.allow_other;
+    let mut max_peers = None;
+    let mut log_file = None;
+    let mut use_trackers = true;
+    for option in args.options.iter().flat_map(|o| o.split(',')) {
+        let (key, value) = match option.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (option.trim(), None),
+        };
+        let value_of = |what: &str| {
+            value
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| Failure(format!("option {key} needs a value ({key}={what})")))
+        };
+        match key {
+            "" => {}
+            "data" => data = Some(PathBuf::from(value_of("DIR")?)),
+            "port" => {
+                port = Some(value_of("N")?.parse().map_err(|_| {
+                    Failure(format!("port={}: not a port", value.unwrap_or_default()))
+                })?)
+            }
+            "bind" => {
+                bind = value_of("IP")?.parse().map_err(|_| {
+                    Failure(format!(
+                        "bind={}: not an IP address",
+                        value.unwrap_or_default()
+                    ))
+                })?
+            }
+            "peer" => peers.push(value_of("HOST:PORT")?.to_owned()),
+            "up" => up = Some(parse_size(value_of("RATE")?)?),
+            "down" => down = Some(parse_size(value_of("RATE")?)?),
+            "max_peers" => {
+                max_peers = Some(
+                    value_of("N")?
+                        .parse()
+                        .map_err(|_| Failure("max_peers needs a number".into()))?,
+                )
+            }
+            "log" => log_file = Some(PathBuf::from(value_of("FILE")?)),
+            "allow_other" => allow_other = true,
+            "no_trackers" => use_trackers = false,
+            generic if GENERIC_MOUNT_OPTIONS.contains(&generic) => {}
+            other => return Err(Failure(format!("unknown option -o {other}"))),
+        }
+    }
+    let data_dir = data.unwrap_or_else(|| PathBuf::from("."));
+    if !data_dir.is_dir() {
+        return Err(Failure(format!(
+            "data directory {} does not exist or is not a directory",
+            data_dir.display()
+        )));
+    }
+    // Absolute, because a background swarmfs changes to /.
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(|e| Failure(format!("data directory {}: {e}", data_dir.display())))?;
+    let mut config = Config::new(data_dir);
+    config.listen = Some(SocketAddr::new(bind, port.unwrap_or(6881)));
+    config.peers = peers
+        .iter()
+        .map(|p| resolve_peer(p))
+        .collect::<Result<_, _>>()?;
+    config.up_limit = up.unwrap_or(0);
+    config.down_limit = down.unwrap_or(0);
+    config.use_trackers = use_trackers;
+    if let Some(n) = max_peers {
+        config.max_peers = n;
+    }
+    Ok(MountSettings {
+        config,
+        mount: swarmfs::fs::mount::MountOptions {
+            allow_other,
+            fsname: format!("swarmfs:{}", meta.name),
+        },
+        log_file,
+    })
+}
+
+/// Where a background swarmfs logs: `-o log=FILE`, or
+/// `$XDG_STATE_HOME/swarmfs/NAME.log` (`~/.local/state/swarmfs/NAME.log`).
+fn default_log_file(meta: &Metainfo) -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    state.join("swarmfs").join(format!("{}.log", meta.name))
+}
+
+fn mount_command(cli: &Cli) -> Result<ExitCode, Failure> {
+    let (Some(torrent), Some(mountpoint)) = (cli.torrent.as_deref(), cli.mountpoint.as_deref())
+    else {
         return Err(Failure(
             "usage: swarmfs TORRENT MOUNTPOINT (see --help)".into(),
         ));
     };
-    // Validate what we can now, so the message is about the real problem.
-    load(torrent)?;
-    Err(Failure(format!(
-        "cannot mount {} on {}: mounting arrives in a later version of swarmfs \
-         (this one offers info, check and create)",
-        torrent.display(),
-        mountpoint.display()
-    )))
+    let meta = load(torrent)?;
+    let settings = mount_settings(&cli.mount, &meta)?;
+    let mountpoint = mountpoint
+        .canonicalize()
+        .map_err(|e| Failure(format!("mount point {}: {e}", mountpoint.display())))?;
+    if cli.mount.foreground {
+        let (log, _guard) = logger(&cli.verbosity);
+        swarmfs::fs::mount::preflight(&mountpoint, &log)?;
+        run_mount(&log, meta, settings, &mountpoint, || {})?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let log_file = settings
+        .log_file
+        .clone()
+        .unwrap_or_else(|| default_log_file(&meta));
+    daemonize(&log_file, |ready| {
+        let (log, _guard) = logger(&cli.verbosity);
+        swarmfs::fs::mount::preflight(&mountpoint, &log)?;
+        run_mount(&log, meta, settings, &mountpoint, ready)
+    })
+}
+
+fn run_mount(
+    log: &Logger,
+    meta: Metainfo,
+    settings: MountSettings,
+    mountpoint: &Path,
+    ready: impl FnOnce(),
+) -> Result<(), Failure> {
+    let data_dir = settings.config.data_dir.clone();
+    let engine = Engine::start(meta.clone(), settings.config, log.clone())?;
+    let served = swarmfs::fs::mount::serve(
+        engine.handle(),
+        std::sync::Arc::new(meta),
+        &data_dir,
+        mountpoint,
+        &settings.mount,
+        log,
+        ready,
+    );
+    // Announces `stopped` and writes the resume file, mounted or not.
+    engine.shutdown();
+    served.map_err(Failure::from)
+}
+
+/// Runs `work` in a detached child and returns once it reports the mount
+/// ready (exit 0) or failed (its message, exit 1). The fork happens before
+/// any thread or runtime starts.
+fn daemonize(
+    log_file: &Path,
+    work: impl FnOnce(Box<dyn FnOnce()>) -> Result<(), Failure>,
+) -> Result<ExitCode, Failure> {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    if let Some(dir) = log_file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Failure(format!(
+                "cannot create log directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file)
+        .map_err(|e| Failure(format!("cannot open log file {}: {e}", log_file.display())))?;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe fills the two descriptors it is given.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(Failure(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: no other thread exists yet (no logger, no runtime), so the
+    // child may go on running Rust code.
+    match unsafe { libc::fork() } {
+        -1 => Err(Failure(format!(
+            "fork: {}",
+            std::io::Error::last_os_error()
+        ))),
+        0 => {
+            // The child: its own session, stdio off the terminal, logs to the file.
+            // SAFETY: plain descriptor calls on descriptors we own.
+            let mut status = unsafe {
+                libc::close(fds[0]);
+                libc::setsid();
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                libc::dup2(null, 0);
+                libc::dup2(null, 1);
+                libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&log), 2);
+                std::fs::File::from_raw_fd(fds[1])
+            };
+            let _ = std::env::set_current_dir("/");
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let ready: Box<dyn FnOnce()> = Box::new(move || {
+                let _ = tx.send(());
+            });
+            // Report readiness from a thread so `work` can go on serving.
+            let mut reporter = status.try_clone().ok();
+            let report = std::thread::spawn(move || {
+                if rx.recv().is_ok() {
+                    if let Some(f) = reporter.as_mut() {
+                        let _ = f.write_all(b"ok\n");
+                    }
+                }
+            });
+            let result = work(ready);
+            let _ = report.join();
+            let code = match result {
+                Ok(()) => 0,
+                Err(Failure(message)) => {
+                    let _ = status.write_all(format!("{message}\n").as_bytes());
+                    eprintln!("swarmfs: {message}");
+                    1
+                }
+            };
+            drop(status);
+            std::process::exit(code);
+        }
+        _child => {
+            // SAFETY: closing our copy of the write end.
+            unsafe { libc::close(fds[1]) };
+            // SAFETY: the read end is ours alone.
+            let mut pipe = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+            let mut answer = String::new();
+            let mut byte = [0u8; 1];
+            // Read up to the first line: "ok", or the child's error message.
+            while pipe.read(&mut byte).map_or(false, |n| n == 1) && byte[0] != b'\n' {
+                answer.push(byte[0] as char);
+            }
+            if answer == "ok" {
+                Ok(ExitCode::SUCCESS)
+            } else if answer.is_empty() {
+                Err(Failure(format!(
+                    "the mount did not come up; see {}",
+                    log_file.display()
+                )))
+            } else {
+                Err(Failure(answer))
+            }
+        }
+    }
 }

@@ -27,7 +27,9 @@ use super::picker::{PeerId, Picker};
 use super::piecekeeper::Piecekeeper;
 use super::ratelimit::RateLimiter;
 use super::tracker::{self, AnnounceEvent, Progress, TrackerCommand, TrackerReport, TrackerTask};
-use super::{BanInfo, Command, Config, EngineError, Event, PeerInfo, PeerSelector, State, Stats};
+use super::{
+    BanInfo, Command, Config, EngineError, Event, PeerInfo, PeerSelector, PieceSet, State, Stats,
+};
 use crate::metainfo::Metainfo;
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
 use crate::wire::{BlockRef, Geometry, Handshake, Message};
@@ -164,6 +166,8 @@ pub struct MainLoop {
     doomed: Vec<(PeerId, String)>,
     /// Connections that arrived during the start-up check, admitted after it.
     waiting: Vec<Connection>,
+    /// The verified pieces, shared with readers outside the engine.
+    have_set: Arc<PieceSet>,
     quit: Option<oneshot::Sender<()>>,
 }
 
@@ -193,7 +197,7 @@ impl MainLoop {
         log: Logger,
         commands: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
-    ) -> Result<(MainLoop, Option<SocketAddr>), EngineError> {
+    ) -> Result<(MainLoop, Option<SocketAddr>, Arc<PieceSet>), EngineError> {
         let geometry = Geometry {
             piece_count: meta.piece_count(),
             piece_length: meta.piece_length,
@@ -235,7 +239,7 @@ impl MainLoop {
             }
         };
         let mut main = MainLoop {
-            picker: Picker::new(geometry, have, random_u64()),
+            picker: Picker::new(geometry, have.clone(), random_u64()),
             choker: Choker::new(random_u64()),
             keeper: Piecekeeper::new(),
             handshake: Handshake {
@@ -283,13 +287,15 @@ impl MainLoop {
             last_save: Instant::now(),
             doomed: Vec::new(),
             waiting: Vec::new(),
+            have_set: Arc::new(PieceSet::new(&have)),
             quit: None,
         };
         let now = Instant::now();
         for addr in main.config.peers.clone() {
             main.known.insert(addr, Known::new(now));
         }
-        Ok((main, listen))
+        let have_set = main.have_set.clone();
+        Ok((main, listen, have_set))
     }
 
     pub async fn run(mut self) {
@@ -368,6 +374,9 @@ impl MainLoop {
                     have: have.count_ones() as u32,
                     total,
                 });
+                for piece in have.iter_ones() {
+                    self.have_set.insert(piece as u32);
+                }
                 self.picker = Picker::new(self.geometry, have, random_u64());
                 self.resume_dirty = true;
                 if self.state == State::Checking {
@@ -541,6 +550,18 @@ impl MainLoop {
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.peer_infos());
+            }
+            Command::Known(reply) => {
+                let mut addrs: Vec<SocketAddr> = self
+                    .known
+                    .iter()
+                    .filter(|(_, k)| !k.is_self)
+                    .map(|(a, _)| *a)
+                    .chain(self.peers.values().map(|p| p.addr))
+                    .collect();
+                addrs.sort();
+                addrs.dedup();
+                let _ = reply.send(addrs);
             }
             Command::Bans(reply) => {
                 let now = Instant::now();
@@ -1029,6 +1050,7 @@ impl MainLoop {
         match result {
             Ok(true) => {
                 self.picker.verified(piece);
+                self.have_set.insert(piece);
                 self.resume_dirty = true;
                 self.emit(Event::Piece(piece));
                 let ids: Vec<PeerId> = self.peers.keys().copied().collect();
@@ -1199,7 +1221,13 @@ impl MainLoop {
             }
         }
         self.tasks.close();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+        if tokio::time::timeout(Duration::from_secs(2), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(self.log, "tasks still running at shutdown"; "count" => self.tasks.len());
+        }
+        debug!(self.log, "engine stopped");
         self.emit(Event::Stopped);
         if let Some(reply) = self.quit.take() {
             let _ = reply.send(());

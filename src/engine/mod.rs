@@ -98,6 +98,8 @@ pub enum Command {
     Stats(oneshot::Sender<Stats>),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Bans(oneshot::Sender<Vec<BanInfo>>),
+    /// Every known peer address: from trackers, `connect`, and connected peers.
+    Known(oneshot::Sender<Vec<SocketAddr>>),
     /// Stop, write the resume file, and end the engine; answered when done.
     Quit(oneshot::Sender<()>),
 }
@@ -230,14 +232,89 @@ pub enum EngineError {
     Storage(#[from] crate::storage::StorageError),
 }
 
+/// The verified pieces, readable from any thread without asking the engine
+/// (the filesystem checks it on every read). Only the main loop sets bits,
+/// and only after a piece passed its hash check.
+#[derive(Debug)]
+pub struct PieceSet {
+    words: Vec<std::sync::atomic::AtomicU64>,
+    len: u32,
+}
+
+impl PieceSet {
+    pub fn new(have: &crate::storage::Bitfield) -> PieceSet {
+        let set = PieceSet {
+            words: (0..have.len().div_ceil(64))
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            len: have.len() as u32,
+        };
+        for piece in have.iter_ones() {
+            set.insert(piece as u32);
+        }
+        set
+    }
+
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn contains(&self, piece: u32) -> bool {
+        piece < self.len
+            && self.words[piece as usize / 64].load(std::sync::atomic::Ordering::Acquire)
+                & (1 << (piece % 64))
+                != 0
+    }
+
+    pub fn insert(&self, piece: u32) {
+        if piece < self.len {
+            self.words[piece as usize / 64]
+                .fetch_or(1 << (piece % 64), std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Every piece in `pieces` is verified.
+    pub fn contains_all(&self, mut pieces: std::ops::Range<u32>) -> bool {
+        pieces.all(|p| self.contains(p))
+    }
+
+    /// One `0`/`1` per piece.
+    pub fn to_bitstring(&self) -> String {
+        (0..self.len)
+            .map(|p| if self.contains(p) { '1' } else { '0' })
+            .collect()
+    }
+}
+
 /// A cloneable way to talk to a running engine.
 #[derive(Clone)]
 pub struct EngineHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    have: std::sync::Arc<PieceSet>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl EngineHandle {
+    /// The verified pieces, kept current by the engine.
+    pub fn have(&self) -> &std::sync::Arc<PieceSet> {
+        &self.have
+    }
+
+    /// The engine's runtime, for tasks that answer on its behalf.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// Publishes an event to every subscriber (e.g. a rejected ctl line).
+    pub fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
@@ -262,6 +339,12 @@ impl EngineHandle {
     pub async fn peers(&self) -> Option<Vec<PeerInfo>> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Peers(tx)).await;
+        rx.await.ok()
+    }
+
+    pub async fn known(&self) -> Option<Vec<SocketAddr>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Known(tx)).await;
         rx.await.ok()
     }
 
@@ -293,13 +376,19 @@ impl Engine {
             .map_err(EngineError::Runtime)?;
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (main_loop, listen, have) = runtime.block_on(main_loop::MainLoop::new(
+            meta,
+            config,
+            log,
+            commands,
+            events.clone(),
+        ))?;
         let handle = EngineHandle {
             commands: commands_tx,
-            events: events.clone(),
+            events,
+            have,
+            runtime: runtime.handle().clone(),
         };
-        let (main_loop, listen) = runtime.block_on(main_loop::MainLoop::new(
-            meta, config, log, commands, events,
-        ))?;
         let main = runtime.spawn(main_loop.run());
         Ok(Engine {
             runtime: Some(runtime),

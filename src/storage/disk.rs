@@ -157,6 +157,33 @@ impl Storage {
         Ok(())
     }
 
+    /// Reads from file `file` (an index into the torrent's files) at `offset`,
+    /// as much as fits in `buf` and the file holds; returns the bytes read.
+    pub fn read_file_at(
+        &self,
+        file: usize,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, StorageError> {
+        let stored = &self.files[file];
+        let handle = stored
+            .handle
+            .as_ref()
+            .ok_or_else(|| StorageError::Missing {
+                path: stored.path.clone(),
+            })?;
+        let mut done = 0;
+        while done < buf.len() {
+            match handle.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StorageError::io("read", &stored.path, e)),
+            }
+        }
+        Ok(done)
+    }
+
     /// Writes `data` at `offset` in piece `piece`.
     pub fn write_block(&self, piece: u32, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         if !self.writable {

@@ -1,0 +1,751 @@
+//! The fuser `Filesystem` over the engine.
+//!
+//! The FUSE threads never wait on the engine: anything that needs an answer
+//! from it (stats, peer lists) or must wait (an `event` read, a `files/` read
+//! of pieces not yet verified) hands its reply object to a task on the
+//! engine's runtime, which answers later. Parked readers are polled every
+//! [`INTERRUPT_POLL`] for a fatal signal (fuser does not pass FUSE
+//! interrupts on; see `../shared/fuse-notes.md`), and all are answered when
+//! the filesystem shuts down.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, Request, WriteFlags,
+};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::ctl::{self, CtlCommand};
+use super::render;
+use super::tree::{self, FileTree, NodeKind, PeerNode};
+use crate::engine::{Command, EngineHandle, Event, PeerId, PeerSelector};
+use crate::metainfo::Metainfo;
+use crate::storage::Storage;
+
+/// Attributes of fixed nodes may be cached this long.
+const TTL: Duration = Duration::from_secs(1);
+/// How often a parked reader is checked for a fatal signal.
+pub const INTERRUPT_POLL: Duration = Duration::from_millis(100);
+/// Pieces fetched ahead of a blocked `files/` read, for streaming.
+pub const READ_AHEAD_PIECES: u32 = 4;
+
+/// What an open file handle reads from.
+enum Open {
+    /// Content generated at open (stats, peers/list, ...).
+    Snapshot(Arc<Vec<u8>>),
+    /// An `event` stream.
+    Events(Arc<tokio::sync::Mutex<EventStream>>),
+    /// `ctl`, `peers/ID/ctl`, `files/...`: nothing kept per handle.
+    Plain,
+}
+
+struct EventStream {
+    pending: Vec<u8>,
+    events: broadcast::Receiver<Event>,
+}
+
+/// A torrent file: its index, length, and start in the torrent's bytes.
+#[derive(Clone, Copy)]
+struct FileSpan {
+    index: usize,
+    length: u64,
+    start: u64,
+}
+
+/// Asks the supervisor to unmount (the `quit` command).
+pub type QuitSender = std::sync::mpsc::Sender<()>;
+
+pub struct SwarmFs {
+    engine: EngineHandle,
+    meta: Arc<Metainfo>,
+    tree: FileTree,
+    /// Read-only handles on the data files, for `files/`.
+    data: Arc<Storage>,
+    uid: u32,
+    gid: u32,
+    mounted_at: SystemTime,
+    /// Open handles, shared with the tasks that answer opens.
+    handles: Arc<Mutex<HashMap<u64, Open>>>,
+    next_handle: AtomicU64,
+    /// Connected peers, kept current from the event stream.
+    peers: Arc<Mutex<BTreeSet<PeerId>>>,
+    shutdown: CancellationToken,
+    quit: QuitSender,
+}
+
+impl SwarmFs {
+    pub fn new(
+        engine: EngineHandle,
+        meta: Arc<Metainfo>,
+        data: Arc<Storage>,
+        shutdown: CancellationToken,
+        quit: QuitSender,
+    ) -> SwarmFs {
+        let peers: Arc<Mutex<BTreeSet<PeerId>>> = Arc::default();
+        // Follow connects and disconnects so lookups need not ask the engine.
+        let mut events = engine.subscribe();
+        let (known, handle) = (peers.clone(), engine.clone());
+        let stop = shutdown.clone();
+        engine.runtime().spawn(async move {
+            if let Some(list) = handle.peers().await {
+                lock(&known).extend(list.iter().map(|p| p.id));
+            }
+            loop {
+                let event = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    e = events.recv() => e,
+                };
+                match event {
+                    Ok(Event::Connected { id, .. }) => {
+                        lock(&known).insert(id);
+                    }
+                    Ok(Event::Disconnected { id, .. }) => {
+                        lock(&known).remove(&id);
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(list) = handle.peers().await {
+                            *lock(&known) = list.iter().map(|p| p.id).collect();
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        SwarmFs {
+            tree: FileTree::new(&meta),
+            engine,
+            meta,
+            data,
+            // SAFETY: getuid/getgid cannot fail.
+            uid: unsafe { libc::getuid() },
+            gid: unsafe { libc::getgid() },
+            mounted_at: SystemTime::now(),
+            handles: Arc::default(),
+            next_handle: AtomicU64::new(1),
+            peers,
+            shutdown,
+            quit,
+        }
+    }
+
+    fn attr(&self, ino: u64, kind: FileType, perm: u16, size: u64) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+            kind,
+            perm,
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            flags: 0,
+            blksize: 4096,
+        }
+    }
+
+    fn dir(&self, ino: u64) -> FileAttr {
+        self.attr(ino, FileType::Directory, 0o555, 0)
+    }
+
+    /// Attributes of any node that exists now.
+    fn attr_of(&self, ino: u64) -> Option<FileAttr> {
+        let file = |perm| Some(self.attr(ino, FileType::RegularFile, perm, 0));
+        match ino {
+            tree::ROOT | tree::PEERS => Some(self.dir(ino)),
+            tree::CTL => file(0o600),
+            tree::EVENT | tree::STATS | tree::PEERS_LIST | tree::PEERS_BAD => file(0o444),
+            tree::PIECES => Some(self.attr(
+                ino,
+                FileType::RegularFile,
+                0o444,
+                self.meta.piece_count() as u64 + 1,
+            )),
+            _ => {
+                if let Some(index) = self.tree.index(ino) {
+                    return Some(match &self.tree.node(index).kind {
+                        NodeKind::Dir(_) => self.dir(ino),
+                        NodeKind::File { length, .. } => {
+                            self.attr(ino, FileType::RegularFile, 0o444, *length)
+                        }
+                    });
+                }
+                let (id, node) = tree::peer_of(ino)?;
+                if !lock(&self.peers).contains(&id) {
+                    return None;
+                }
+                Some(match node {
+                    PeerNode::Dir => self.dir(ino),
+                    PeerNode::Ctl => self.attr(ino, FileType::RegularFile, 0o200, 0),
+                    PeerNode::State => self.attr(ino, FileType::RegularFile, 0o444, 0),
+                })
+            }
+        }
+    }
+
+    /// Fixed nodes and file contents keep their attributes; peers come and go.
+    fn ttl_of(ino: u64) -> Duration {
+        if tree::peer_of(ino).is_some() {
+            Duration::ZERO
+        } else {
+            TTL
+        }
+    }
+
+    fn child(&self, parent: u64, name: &str) -> Option<u64> {
+        match parent {
+            tree::ROOT => match name {
+                "ctl" => Some(tree::CTL),
+                "event" => Some(tree::EVENT),
+                "stats" => Some(tree::STATS),
+                "pieces" => Some(tree::PIECES),
+                "peers" => Some(tree::PEERS),
+                "files" => Some(tree::FILES),
+                _ => None,
+            },
+            tree::PEERS => match name {
+                "list" => Some(tree::PEERS_LIST),
+                "bad" => Some(tree::PEERS_BAD),
+                _ => {
+                    let id: PeerId = name.parse().ok()?;
+                    lock(&self.peers)
+                        .contains(&id)
+                        .then(|| tree::peer_ino(id, PeerNode::Dir))
+                }
+            },
+            _ => {
+                if let Some(index) = self.tree.index(parent) {
+                    return self.tree.child(index, name).map(FileTree::ino);
+                }
+                match tree::peer_of(parent)? {
+                    (id, PeerNode::Dir) => match name {
+                        "ctl" => Some(tree::peer_ino(id, PeerNode::Ctl)),
+                        "state" => Some(tree::peer_ino(id, PeerNode::State)),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn entries(&self, ino: u64) -> Option<Vec<(u64, FileType, String)>> {
+        let file = |ino, name: &str| (ino, FileType::RegularFile, name.to_string());
+        let dir = |ino, name: &str| (ino, FileType::Directory, name.to_string());
+        let mut out = Vec::new();
+        match ino {
+            tree::ROOT => {
+                out.push(dir(tree::ROOT, "."));
+                out.push(dir(tree::ROOT, ".."));
+                out.push(file(tree::CTL, "ctl"));
+                out.push(file(tree::EVENT, "event"));
+                out.push(file(tree::STATS, "stats"));
+                out.push(file(tree::PIECES, "pieces"));
+                out.push(dir(tree::PEERS, "peers"));
+                out.push(dir(tree::FILES, "files"));
+            }
+            tree::PEERS => {
+                out.push(dir(tree::PEERS, "."));
+                out.push(dir(tree::ROOT, ".."));
+                out.push(file(tree::PEERS_LIST, "list"));
+                out.push(file(tree::PEERS_BAD, "bad"));
+                for id in lock(&self.peers).iter() {
+                    out.push(dir(tree::peer_ino(*id, PeerNode::Dir), &id.to_string()));
+                }
+            }
+            _ => {
+                if let Some(index) = self.tree.index(ino) {
+                    let node = self.tree.node(index);
+                    let NodeKind::Dir(children) = &node.kind else {
+                        return None;
+                    };
+                    let parent = if index == 0 {
+                        tree::ROOT
+                    } else {
+                        FileTree::ino(node.parent)
+                    };
+                    out.push(dir(ino, "."));
+                    out.push(dir(parent, ".."));
+                    for (name, &child) in children {
+                        let kind = match self.tree.node(child).kind {
+                            NodeKind::Dir(_) => FileType::Directory,
+                            NodeKind::File { .. } => FileType::RegularFile,
+                        };
+                        out.push((FileTree::ino(child), kind, name.clone()));
+                    }
+                    return Some(out);
+                }
+                let (id, PeerNode::Dir) = tree::peer_of(ino)? else {
+                    return None;
+                };
+                if !lock(&self.peers).contains(&id) {
+                    return None;
+                }
+                out.push(dir(ino, "."));
+                out.push(dir(tree::PEERS, ".."));
+                out.push(file(tree::peer_ino(id, PeerNode::Ctl), "ctl"));
+                out.push(file(tree::peer_ino(id, PeerNode::State), "state"));
+            }
+        }
+        Some(out)
+    }
+
+    fn add_handle(&self, open: Open) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, open);
+        fh
+    }
+
+    /// Opens a generated file: `make` produces its text on the engine's
+    /// runtime, and the open is answered then.
+    fn open_snapshot<F>(&self, reply: ReplyOpen, make: F)
+    where
+        F: std::future::Future<Output = Option<String>> + Send + 'static,
+    {
+        let handles = self.handles.clone();
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.engine.runtime().spawn(async move {
+            match make.await {
+                Some(text) => {
+                    lock(&handles).insert(fh, Open::Snapshot(Arc::new(text.into_bytes())));
+                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+                }
+                None => reply.error(Errno::ENOENT),
+            }
+        });
+    }
+
+    fn apply_ctl(&self, text: &str) -> Result<(), String> {
+        let commands = ctl::parse(text)?;
+        for command in commands {
+            let command = match command {
+                CtlCommand::Up(rate) => Command::SetUpLimit(rate),
+                CtlCommand::Down(rate) => Command::SetDownLimit(rate),
+                CtlCommand::Track => Command::Announce,
+                CtlCommand::Connect(addr) => Command::Connect(addr),
+                CtlCommand::Disconnect(who) => Command::Disconnect(who),
+                CtlCommand::Stop => Command::Stop,
+                CtlCommand::Start => Command::Start,
+                CtlCommand::Quit => {
+                    let _ = self.quit.send(());
+                    continue;
+                }
+            };
+            if !self.engine.try_send(command) {
+                return Err("the engine is busy or gone; try again".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A `files/` read: from disk at once when its pieces are verified;
+    /// otherwise the pieces go to the front of the queue and a task answers
+    /// when they arrive.
+    fn read_file(&self, file: FileSpan, offset: u64, size: u32, pid: u32, reply: ReplyData) {
+        let FileSpan {
+            index,
+            length,
+            start: stream_offset,
+        } = file;
+        if offset >= length || size == 0 {
+            return reply.data(&[]);
+        }
+        let len = (length - offset).min(size as u64);
+        let piece_length = self.meta.piece_length;
+        let first = ((stream_offset + offset) / piece_length) as u32;
+        let last = ((stream_offset + offset + len - 1) / piece_length) as u32;
+        let have = self.engine.have().clone();
+        let data = self.data.clone();
+        let read = move || -> Result<Vec<u8>, Errno> {
+            let mut buf = vec![0u8; len as usize];
+            let n = data
+                .read_file_at(index, offset, &mut buf)
+                .map_err(|_| Errno::EIO)?;
+            buf.truncate(n);
+            Ok(buf)
+        };
+        if have.contains_all(first..last + 1) {
+            return match read() {
+                Ok(buf) => reply.data(&buf),
+                Err(e) => reply.error(e),
+            };
+        }
+        let ahead = (last + 1 + READ_AHEAD_PIECES).min(self.meta.piece_count());
+        let urgent: Vec<u32> = (first..ahead).filter(|&p| !have.contains(p)).collect();
+        let engine = self.engine.clone();
+        let stop = self.shutdown.clone();
+        // Subscribe before the request, so no `piece` event can slip between.
+        let mut events = engine.subscribe();
+        let _ = engine.try_send(Command::Urgent(urgent));
+        self.engine.runtime().spawn(async move {
+            let mut poll = tokio::time::interval(INTERRUPT_POLL);
+            loop {
+                if have.contains_all(first..last + 1) {
+                    let result = tokio::task::spawn_blocking(read).await;
+                    return match result {
+                        Ok(Ok(buf)) => reply.data(&buf),
+                        Ok(Err(e)) => reply.error(e),
+                        Err(_) => reply.error(Errno::EIO),
+                    };
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return reply.error(Errno::EINTR),
+                    _ = events.recv() => {}
+                    _ = poll.tick() => {
+                        if fatal_signal_pending(pid) {
+                            return reply.error(Errno::EINTR);
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Does process `pid` have a fatal signal pending? The kernel marks any
+/// fatal signal as SIGKILL (bit 9, mask 0x100) in the pending sets.
+pub fn fatal_signal_pending(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true; // the reader is gone
+    };
+    status.lines().any(|line| {
+        let mask = line
+            .strip_prefix("SigPnd:")
+            .or_else(|| line.strip_prefix("ShdPnd:"));
+        mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & 0x100 != 0)
+    })
+}
+
+impl Filesystem for SwarmFs {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.child(parent.0, name).and_then(|ino| self.attr_of(ino)) {
+            Some(attr) => reply.entry(&Self::ttl_of(attr.ino.0), &attr, Generation(0)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.attr_of(ino.0) {
+            Some(attr) => reply.attr(&Self::ttl_of(ino.0), &attr),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // `echo cmd > ctl` truncates first: accept that on command files only.
+        let command_file =
+            ino.0 == tree::CTL || matches!(tree::peer_of(ino.0), Some((_, PeerNode::Ctl)));
+        match (self.attr_of(ino.0), size) {
+            (Some(attr), Some(0)) if command_file => reply.attr(&Duration::ZERO, &attr),
+            (Some(_), _) => reply.error(Errno::EACCES),
+            (None, _) => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let ino = ino.0;
+        let writing = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        let command_file =
+            ino == tree::CTL || matches!(tree::peer_of(ino), Some((_, PeerNode::Ctl)));
+        if writing && !command_file {
+            return reply.error(Errno::EACCES);
+        }
+        if self.attr_of(ino).is_none() {
+            return reply.error(Errno::ENOENT);
+        }
+        let engine = self.engine.clone();
+        match ino {
+            tree::STATS => self.open_snapshot(reply, async move {
+                engine.stats().await.map(|s| render::stats(&s))
+            }),
+            tree::CTL if !writing => self.open_snapshot(reply, async move {
+                engine.stats().await.map(|s| render::ctl(&s))
+            }),
+            tree::PEERS_LIST => self.open_snapshot(reply, async move {
+                engine.known().await.map(|a| render::addresses(&a))
+            }),
+            tree::PEERS_BAD => self.open_snapshot(reply, async move {
+                engine.bans().await.map(|b| render::bans(&b))
+            }),
+            tree::PIECES => {
+                let text = self.engine.have().to_bitstring() + "\n";
+                let fh = self.add_handle(Open::Snapshot(Arc::new(text.into_bytes())));
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+            }
+            tree::EVENT => {
+                // Subscribe at open, so nothing between the first line and
+                // the first read is lost.
+                let events = self.engine.subscribe();
+                let first = format!("pieces {}\n", self.engine.have().to_bitstring());
+                let stream = EventStream {
+                    pending: first.into_bytes(),
+                    events,
+                };
+                let fh = self.add_handle(Open::Events(Arc::new(tokio::sync::Mutex::new(stream))));
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+            }
+            _ => match tree::peer_of(ino) {
+                Some((id, PeerNode::State)) => self.open_snapshot(reply, async move {
+                    let peers = engine.peers().await?;
+                    peers.iter().find(|p| p.id == id).map(render::peer_state)
+                }),
+                _ => {
+                    let fh = self.add_handle(Open::Plain);
+                    // Torrent content never changes once verified, and reads
+                    // of unverified ranges wait: the page cache is safe.
+                    let flags = if self.tree.index(ino).is_some() {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::FOPEN_DIRECT_IO
+                    };
+                    reply.opened(FileHandle(fh), flags);
+                }
+            },
+        }
+    }
+
+    fn read(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        if let Some(index) = self.tree.index(ino.0) {
+            if let NodeKind::File {
+                index: file,
+                length,
+                offset: start,
+            } = self.tree.node(index).kind
+            {
+                let span = FileSpan {
+                    index: file,
+                    length,
+                    start,
+                };
+                return self.read_file(span, offset, size, req.pid(), reply);
+            }
+            return reply.error(Errno::EISDIR);
+        }
+        let open = {
+            let table = lock(&self.handles);
+            match table.get(&fh.0) {
+                Some(Open::Snapshot(bytes)) => Some(Ok(bytes.clone())),
+                Some(Open::Events(stream)) => Some(Err(stream.clone())),
+                _ => None,
+            }
+        };
+        match open {
+            Some(Ok(bytes)) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = (start + size as usize).min(bytes.len());
+                reply.data(&bytes[start..end]);
+            }
+            Some(Err(stream)) => {
+                let stop = self.shutdown.clone();
+                let pid = req.pid();
+                self.engine
+                    .runtime()
+                    .spawn(read_events(stream, size as usize, pid, stop, reply));
+            }
+            None => reply.error(Errno::EBADF),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let text = match std::str::from_utf8(data) {
+            Ok(t) => t,
+            Err(_) => {
+                self.engine.emit(Event::Error("ctl: not UTF-8 text".into()));
+                return reply.error(Errno::EINVAL);
+            }
+        };
+        let result = match tree::peer_of(ino.0) {
+            Some((id, PeerNode::Ctl)) => match text.trim() {
+                "disconnect" => {
+                    if self
+                        .engine
+                        .try_send(Command::Disconnect(PeerSelector::Id(id)))
+                    {
+                        Ok(())
+                    } else {
+                        Err("the engine is busy or gone; try again".to_string())
+                    }
+                }
+                other => Err(format!(
+                    "peer {id}: unknown command {other:?} (only: disconnect)"
+                )),
+            },
+            _ if ino.0 == tree::CTL => self.apply_ctl(text),
+            _ => return reply.error(Errno::EACCES),
+        };
+        match result {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(message) => {
+                self.engine.emit(Event::Error(format!("ctl: {message}")));
+                reply.error(Errno::EINVAL);
+            }
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        lock(&self.handles).remove(&fh.0);
+        reply.ok();
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.attr_of(ino.0) {
+            Some(a) if a.kind == FileType::Directory => {
+                reply.opened(FileHandle(0), FopenFlags::empty())
+            }
+            Some(_) => reply.error(Errno::ENOTDIR),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(entries) = self.entries(ino.0) else {
+            return reply.error(Errno::ENOENT);
+        };
+        for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(ino), i as u64 + 1, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let blocks = self.meta.total_length.div_ceil(4096);
+        reply.statfs(blocks, 0, 0, self.tree.len() as u64 + 8, 0, 4096, 255, 4096);
+    }
+}
+
+/// Answers one `event` read: queued lines at once, otherwise the next event.
+async fn read_events(
+    stream: Arc<tokio::sync::Mutex<EventStream>>,
+    size: usize,
+    pid: u32,
+    stop: CancellationToken,
+    reply: ReplyData,
+) {
+    let mut s = stream.lock().await;
+    let mut poll = tokio::time::interval(INTERRUPT_POLL);
+    loop {
+        // Take everything already waiting, without blocking.
+        loop {
+            match s.events.try_recv() {
+                Ok(e) => s.pending.extend_from_slice(render::event(&e).as_bytes()),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => s
+                    .pending
+                    .extend_from_slice(format!("lost {n}\n").as_bytes()),
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    if s.pending.is_empty() {
+                        return reply.data(&[]); // the engine ended: end of file
+                    }
+                    break;
+                }
+            }
+        }
+        if !s.pending.is_empty() {
+            let n = size.min(s.pending.len());
+            let chunk: Vec<u8> = s.pending.drain(..n).collect();
+            return reply.data(&chunk);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return reply.data(&[]),
+            e = s.events.recv() => match e {
+                Ok(e) => s.pending.extend_from_slice(render::event(&e).as_bytes()),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    s.pending.extend_from_slice(format!("lost {n}\n").as_bytes())
+                }
+                Err(broadcast::error::RecvError::Closed) => return reply.data(&[]),
+            },
+            _ = poll.tick() => {
+                if fatal_signal_pending(pid) {
+                    return reply.error(Errno::EINTR);
+                }
+            }
+        }
+    }
+}
