@@ -785,7 +785,7 @@ fn daemonize(
             let mut answer = String::new();
             let mut byte = [0u8; 1];
             // Read up to the first line: "ok", or the child's error message.
-            while pipe.read(&mut byte).map_or(false, |n| n == 1) && byte[0] != b'\n' {
+            while pipe.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {
                 answer.push(byte[0] as char);
             }
             if answer == "ok" {
