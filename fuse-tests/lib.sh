@@ -1,4 +1,25 @@
-# Helpers for fuse-tests/t-*.sh: sourced, not run.
+# Helpers for fuse-tests/t-*.sh: sourced, not run. Each test runs with
+# SWARMFS (the binary) and SCRATCH (its own directory) set by run.sh.
+# Everything a test starts is registered here and cleaned up on exit:
+# processes by PID, mounts with fusermount3 -uz.
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$HERE")"
+LT_PEER="$ROOT/tests/support/lt_peer.py"
+_pids=()
+_mounts=()
+
+cleanup() {
+    local m p
+    for m in "${_mounts[@]}"; do
+        mountpoint -q "$m" 2>/dev/null && fusermount3 -uz "$m" 2>/dev/null
+    done
+    for p in "${_pids[@]}"; do
+        kill -9 "$p" 2>/dev/null
+    done
+    wait 2>/dev/null
+}
+trap cleanup EXIT
 
 fail() {
     echo "FAILED: $*" >&2
@@ -10,10 +31,67 @@ expect_eq() {
     [ "$2" = "$3" ] || fail "$1: expected '$2', got '$3'"
 }
 
-# Makes a directory of files with random content under $1.
-make_content() {
-    mkdir -p "$1/sub"
-    head -c 300000 /dev/urandom >"$1/one.bin"
-    head -c 70001 /dev/urandom >"$1/sub/two.bin"
-    : >"$1/empty"
+track_pid() { _pids+=("$1"); }
+track_mount() { _mounts+=("$1"); }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_until SECONDS COMMAND...: polls COMMAND every 0.1 s.
+wait_until() {
+    local limit=$1; shift
+    local deadline=$((SECONDS + limit))
+    until "$@"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
+}
+
+# stat_of MNT KEY: one value from MNT/stats.
+stat_of() {
+    awk -v k="$2" '$1 == k { print $2 }' "$1/stats"
+}
+
+# Makes content under $1/content (multi-file, one empty file, odd sizes)
+# of about $2 bytes (default 3 MB) and a torrent of it at $1/content.torrent.
+# Extra arguments go to `swarmfs create` (e.g. -t URL).
+make_torrent() {
+    local dir=$1 size=${2:-3000000}; shift 2 || shift $#
+    mkdir -p "$dir/content/sub"
+    head -c "$((size / 2 + 1))" /dev/urandom >"$dir/content/one.bin"
+    head -c "$((size / 2 - 7))" /dev/urandom >"$dir/content/sub/two.bin"
+    printf 'tiny\n' >"$dir/content/sub/three.txt"
+    : >"$dir/content/empty"
+    "$SWARMFS" -q create "$dir/content" -l 32k --no-date -f -o "$dir/content.torrent" "$@" >/dev/null
+}
+
+# A swarmfs seeder of $1 (torrent) over data dir $2 on a free port, which
+# it sets in SEEDER_PORT (not printed: a $(...) subshell would lose its PID).
+start_seeder() {
+    SEEDER_PORT=$(free_port)
+    "$SWARMFS" -q download "$1" --data "$2" --bind 127.0.0.1 --port "$SEEDER_PORT" \
+        --seed --no-trackers "${@:3}" >/dev/null 2>&1 &
+    track_pid $!
+    # Ready when it accepts connections.
+    wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SEEDER_PORT" 2>/dev/null || fail "seeder did not start"
+}
+
+# mount_swarmfs TORRENT MNT OPTIONS: mounts in the background (the default
+# mode) and fails the test when it does not report the mount ready.
+mount_swarmfs() {
+    mkdir -p "$2"
+    track_mount "$2"
+    "$SWARMFS" "$1" "$2" -o "$3,log=$SCRATCH/swarmfs.log" || fail "mount failed: $(tail -5 "$SCRATCH/swarmfs.log")"
+    mountpoint -q "$2" || fail "swarmfs exited 0 but $2 is not a mount point"
+}
+
+# The PID of the swarmfs serving mount $1 (from its command line).
+swarmfs_pid() {
+    pgrep -f -- "$SWARMFS .* $1 " | head -1
+}
+
+# Waits for swarmfs at PID $1 to exit, up to $2 seconds.
+wait_exit() {
+    wait_until "$2" bash -c "! kill -0 $1 2>/dev/null || grep -q '^State:.*Z' /proc/$1/status"
 }
