@@ -10,14 +10,20 @@ _pids=()
 _mounts=()
 
 cleanup() {
-    local m p
+    local rc=$? m p
+    set +e # a trap under errexit would stop at the first process already gone
     for m in "${_mounts[@]}"; do
         mountpoint -q "$m" 2>/dev/null && fusermount3 -uz "$m" 2>/dev/null
     done
     for p in "${_pids[@]}"; do
-        kill -9 "$p" 2>/dev/null
+        # Only ours: every process a test starts names its scratch directory,
+        # so a PID reused by someone else is left alone.
+        if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$SCRATCH"; then
+            kill -9 "$p" 2>/dev/null
+        fi
     done
     wait 2>/dev/null
+    exit "$rc"
 }
 trap cleanup EXIT
 

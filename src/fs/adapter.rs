@@ -4,7 +4,7 @@
 //! from it (stats, peer lists) or must wait (an `event` read, a `files/` read
 //! of pieces not yet verified) hands its reply object to a task on the
 //! engine's runtime, which answers later. Parked readers are polled every
-//! [`INTERRUPT_POLL`] for a fatal signal (fuser does not pass FUSE
+//! [`INTERRUPT_POLL`] for a pending signal (fuser does not pass FUSE
 //! interrupts on; see `../shared/fuse-notes.md`), and all are answered when
 //! the filesystem shuts down.
 
@@ -404,7 +404,7 @@ impl SwarmFs {
                     _ = stop.cancelled() => return reply.error(Errno::EINTR),
                     _ = events.recv() => {}
                     _ = poll.tick() => {
-                        if fatal_signal_pending(pid) {
+                        if signal_pending(pid) {
                             return reply.error(Errno::EINTR);
                         }
                     }
@@ -418,19 +418,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Does process `pid` have a fatal signal pending? The kernel marks any
-/// fatal signal as SIGKILL (bit 9, mask 0x100) in the pending sets.
-pub fn fatal_signal_pending(pid: u32) -> bool {
+/// Should a read parked for process `pid` give up with EINTR? Yes when the
+/// process has a signal pending that it neither blocks nor ignores, as an
+/// interruptible read would: a fatal signal (the kernel then also marks
+/// SIGKILL, mask 0x100) or one it handles (dd's SIGINT, say), whose handler
+/// can run only once the read returns. Also yes when the process is gone.
+pub fn signal_pending(pid: u32) -> bool {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return true; // the reader is gone
+        return true;
     };
-    status.lines().any(|line| {
-        let mask = line
-            .strip_prefix("SigPnd:")
-            .or_else(|| line.strip_prefix("ShdPnd:"));
-        mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-            .is_some_and(|m| m & 0x100 != 0)
-    })
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    let pending = mask("SigPnd:") | mask("ShdPnd:");
+    pending & !(mask("SigBlk:") | mask("SigIgn:")) != 0
 }
 
 impl Filesystem for SwarmFs {
@@ -742,10 +747,21 @@ async fn read_events(
                 Err(broadcast::error::RecvError::Closed) => return reply.data(&[]),
             },
             _ = poll.tick() => {
-                if fatal_signal_pending(pid) {
+                if signal_pending(pid) {
                     return reply.error(Errno::EINTR);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signal_pending;
+
+    #[test]
+    fn a_running_process_has_no_signal_pending_and_a_missing_one_counts_as_gone() {
+        assert!(!signal_pending(std::process::id()));
+        assert!(signal_pending(u32::MAX));
     }
 }
