@@ -12,6 +12,7 @@ _mounts=()
 cleanup() {
     local rc=$? m p
     set +e # a trap under errexit would stop at the first process already gone
+    exec 2>/dev/null # the shell reports every job it kills
     for m in "${_mounts[@]}"; do
         mountpoint -q "$m" 2>/dev/null && fusermount3 -uz "$m" 2>/dev/null
     done

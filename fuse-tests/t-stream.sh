@@ -1,0 +1,60 @@
+# Streaming from a real swarm: a libtorrent seeder found through a real
+# opentracker. Reads at random offsets of files that are still downloading
+# return the right bytes (they pull their pieces forward), a full
+# sequential read equals the source, and peers/ID/state shows libtorrent.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+make_torrent "$SCRATCH" 6000000
+hash=$("$SWARMFS" info "$SCRATCH/content.torrent" | sed -n 's/^info-hash: //p')
+
+# opentracker drops to nobody: its files must be readable by all.
+chmod 755 "$SCRATCH"
+echo "$hash" >"$SCRATCH/whitelist"
+printf 'access.whitelist %s\ntracker.rootdir /\n' "$SCRATCH/whitelist" >"$SCRATCH/opentracker.conf"
+chmod 644 "$SCRATCH/whitelist" "$SCRATCH/opentracker.conf"
+tport=$(free_port)
+opentracker -f "$SCRATCH/opentracker.conf" -i 127.0.0.1 -p "$tport" -P "$tport" >"$SCRATCH/opentracker.log" 2>&1 &
+track_pid $!
+wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$tport" 2>/dev/null || fail "opentracker did not start"
+
+# The same content, now naming the tracker (the info-hash does not change).
+"$SWARMFS" -q create "$SCRATCH/content" -l 32k --no-date -f -o "$SCRATCH/content.torrent" \
+    -t "http://127.0.0.1:$tport/announce" >/dev/null
+lport=$(free_port)
+/usr/bin/python3 "$LT_PEER" seed "$SCRATCH/content.torrent" "$SCRATCH" "$lport" 300 >"$SCRATCH/lt.log" 2>&1 &
+track_pid $!
+wait_until 20 grep -q seeding "$SCRATCH/lt.log" || fail "libtorrent did not seed: $(tail -3 "$SCRATCH/lt.log")"
+
+mkdir "$SCRATCH/data"
+mnt="$SCRATCH/mnt"
+# Slow enough that the reads below happen while the download runs.
+mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,down=1M"
+pid=$(swarmfs_pid "$mnt")
+track_pid "$pid"
+
+# Random seeks into the second file, before most of it can have arrived.
+src="$SCRATCH/content/sub/two.bin"
+size=$(stat -c %s "$src")
+for offset in $((size - 5000)) 1234567 17 2000000 $((size / 2)); do
+    a=$(dd if="$src" bs=1 skip="$offset" count=4096 iflag=skip_bytes,count_bytes 2>/dev/null | sha1sum)
+    b=$(timeout 60 dd if="$mnt/files/content/sub/two.bin" bs=4096 skip="$offset" count=4096 \
+        iflag=skip_bytes,count_bytes 2>/dev/null | sha1sum) || fail "read at $offset timed out"
+    expect_eq "4 KiB at offset $offset" "$a" "$b"
+done
+have=$(stat_of "$mnt" have)
+[ "$have" -lt 6000000 ] || fail "the download finished before the seeks; nothing was streamed"
+
+# The tracker found the peer; its state names the client.
+id=$(ls "$mnt/peers" | grep -E '^[0-9]+$' | head -1)
+[ -n "$id" ] || fail "no peer connected"
+grep -q '^client libtorrent' "$mnt/peers/$id/state" || fail "client: $(grep client "$mnt/peers/$id/state")"
+
+# A full sequential read of a file still downloading equals the source.
+timeout 120 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs"
+timeout 120 cmp "$src" "$mnt/files/content/sub/two.bin" || fail "two.bin differs"
+echo 'down 0' >"$mnt/ctl"
+wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "not complete: $(cat "$mnt/stats")"
+echo quit >"$mnt/ctl"
+wait_exit "$pid" 10 || fail "still running after quit"
+echo "ok: streamed with $have bytes verified at the last seek"
