@@ -3,11 +3,13 @@
 //! - [`metainfo`]: .torrent files, read ([`metainfo::Metainfo`]) and made
 //!   ([`metainfo::create`]).
 //! - [`storage`]: pieces on disk, hash checking and the resume file.
+//! - [`demo`]: the self-contained swarm behind `swarmfs demo`.
 //! - [`engine`]: the swarm engine (peers, trackers, picking, choking).
 //! - [`fs`]: the FUSE adapter over the engine.
 //! - [`wire`]: the peer wire protocol codec (no sockets).
 //! - [`units`]: byte sizes and rates as people write them (`256k`, `1.5M`).
 
+pub mod demo;
 pub mod engine;
 pub mod fs;
 pub mod metainfo;

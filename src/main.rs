@@ -90,6 +90,12 @@ struct Verbosity {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Mount a self-contained demo swarm: sample content seeded and downloaded
+    /// inside this process, no network needed. Stays in the foreground.
+    Demo {
+        /// Where to mount the downloader's control tree.
+        mountpoint: PathBuf,
+    },
     /// Show what a .torrent file holds.
     Info { torrent: PathBuf },
     /// Verify data against a torrent and write its resume file.
@@ -190,9 +196,18 @@ fn main() -> ExitCode {
             }
         };
     }
-    let (log, _guard) = logger(&cli.verbosity);
+    // The demo's instructions should not drown in two engines' logs.
+    let verbosity = match (&cli.command, cli.verbosity.verbose, cli.verbosity.quiet) {
+        (Some(Command::Demo { .. }), 0, 0) => Verbosity { verbose: 0, quiet: 1 },
+        _ => Verbosity {
+            verbose: cli.verbosity.verbose,
+            quiet: cli.verbosity.quiet,
+        },
+    };
+    let (log, _guard) = logger(&verbosity);
     let result = match cli.command {
         Some(Command::Info { torrent }) => info_command(&torrent),
+        Some(Command::Demo { mountpoint }) => demo_command(&log, &mountpoint),
         Some(Command::Check {
             torrent,
             data,
@@ -511,6 +526,48 @@ fn log_event(log: &Logger, event: &Event) {
         }
         _ => {}
     }
+}
+
+fn demo_command(log: &Logger, mountpoint: &Path) -> Result<ExitCode, Failure> {
+    let mountpoint = mountpoint
+        .canonicalize()
+        .map_err(|e| Failure(format!("mount point {}: {e}", mountpoint.display())))?;
+    swarmfs::fs::mount::preflight(&mountpoint, log)?;
+    let dir = std::env::temp_dir().join(format!("swarmfs-demo-{}", std::process::id()));
+    let result = (|| {
+        let demo = swarmfs::demo::Demo::new(&dir, log)?;
+        let downloader = Engine::start(demo.meta.clone(), demo.downloader_config(), log.clone())?;
+        let m = mountpoint.display();
+        let served = swarmfs::fs::mount::serve(
+            downloader.handle(),
+            std::sync::Arc::new(demo.meta.clone()),
+            &demo.download_dir,
+            &mountpoint,
+            &swarmfs::fs::mount::MountOptions {
+                allow_other: false,
+                fsname: "swarmfs:demo".into(),
+            },
+            log,
+            || {
+                println!(
+                    "swarmfs demo: {m} is a torrent downloading at {}/s from a second engine in this process.\n\
+                     Try, in another terminal:\n\
+                     \x20 cat {m}/stats\n\
+                     \x20 cat {m}/event              (Ctrl-C to stop reading)\n\
+                     \x20 echo 'down 1M' > {m}/ctl\n\
+                     \x20 ls {m}/peers; cat {m}/peers/*/state\n\
+                     \x20 cat {m}/files/swarmfs-demo/README.txt\n\
+                     Stop with Ctrl-C here, echo quit > {m}/ctl, or fusermount3 -u {m}.",
+                    format_size(swarmfs::demo::DEMO_RATE)
+                );
+            },
+        );
+        downloader.shutdown();
+        demo.seeder.shutdown();
+        served.map_err(Failure::from)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 /// Everything the main job needs, from flags and `-o` options.
