@@ -8,6 +8,7 @@ ROOT="$(dirname "$HERE")"
 LT_PEER="$ROOT/tests/support/lt_peer.py"
 _pids=()
 _mounts=()
+_remove=()
 
 cleanup() {
     local rc=$? m p
@@ -24,6 +25,9 @@ cleanup() {
         fi
     done
     wait 2>/dev/null
+    for p in "${_remove[@]}"; do
+        rm -f "$p"
+    done
     exit "$rc"
 }
 trap cleanup EXIT
@@ -39,6 +43,7 @@ expect_eq() {
 }
 
 track_pid() { _pids+=("$1"); }
+remove_at_exit() { _remove+=("$1"); }
 track_mount() { _mounts+=("$1"); }
 
 free_port() {
