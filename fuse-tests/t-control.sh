@@ -11,6 +11,18 @@ mnt="$SCRATCH/mnt"
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,no_trackers"
 track_pid "$(swarmfs_pid "$mnt")"
 
+# Clear refusals: the mount point is taken, the port is taken.
+mkdir "$SCRATCH/mnt2" "$SCRATCH/data2"
+if out=$("$SWARMFS" "$SCRATCH/content.torrent" "$mnt" -o "data=$SCRATCH/data2,port=0" 2>&1); then
+    fail "mounted twice on $mnt"
+fi
+case "$out" in *"is busy"*) ;; *) fail "second mount said: $out" ;; esac
+if out=$("$SWARMFS" "$SCRATCH/content.torrent" "$SCRATCH/mnt2" -o "data=$SCRATCH/data2,port=$port" 2>&1); then
+    fail "mounted with a port in use"
+fi
+case "$out" in *"Address already in use"*) ;; *) fail "port in use said: $out" ;; esac
+mountpoint -q "$SCRATCH/mnt2" && fail "a failed mount left a mount behind"
+
 # The tree.
 expect_eq "root" "ctl event files peers pieces stats" "$(ls "$mnt" | tr '\n' ' ' | sed 's/ $//')"
 expect_eq "files" "content" "$(ls "$mnt/files")"

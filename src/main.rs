@@ -198,7 +198,10 @@ fn main() -> ExitCode {
     }
     // The demo's instructions should not drown in two engines' logs.
     let verbosity = match (&cli.command, cli.verbosity.verbose, cli.verbosity.quiet) {
-        (Some(Command::Demo { .. }), 0, 0) => Verbosity { verbose: 0, quiet: 1 },
+        (Some(Command::Demo { .. }), 0, 0) => Verbosity {
+            verbose: 0,
+            quiet: 1,
+        },
         _ => Verbosity {
             verbose: cli.verbosity.verbose,
             quiet: cli.verbosity.quiet,

@@ -258,20 +258,36 @@ fn create_picks_a_piece_length_and_skips_its_own_output() {
 }
 
 #[test]
-fn mounting_says_it_is_not_available_yet() {
+fn mounting_refuses_bad_input_before_forking() {
     let dir = tempfile::tempdir().unwrap();
     let torrent = setup(dir.path());
-    let out = swarmfs(&[s(&torrent), s(dir.path())]);
+    let out = swarmfs(&[s(&torrent), "/nonexistent/mountpoint"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("mounting arrives in a later version"),
+        stderr(&out).contains("mount point /nonexistent/mountpoint"),
         "{}",
         stderr(&out)
     );
-    // A bad torrent is reported as such, not as a missing feature.
     let out = swarmfs(&["/nonexistent.torrent", s(dir.path())]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("cannot read /nonexistent.torrent"));
+    let out = swarmfs(&[s(&torrent), s(dir.path()), "-o", "data=/nonexistent/data"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("data directory /nonexistent/data does not exist"));
+    let out = swarmfs(&[s(&torrent), s(dir.path()), "-o", "frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown option -o frobnicate"),
+        "{}",
+        stderr(&out)
+    );
+    let out = swarmfs(&[s(&torrent), s(dir.path()), "-o", "port=notaport"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("port=notaport: not a port"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

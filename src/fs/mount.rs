@@ -46,6 +46,10 @@ pub enum MountError {
     },
     #[error("cannot open the data files: {0}")]
     Data(#[from] crate::storage::StorageError),
+    #[error(
+        "mount point {0} is busy: something is mounted there already (fusermount3 -u it first)"
+    )]
+    Busy(PathBuf),
     #[error("/dev/fuse is not available: {0} (is the fuse module loaded, fuse3 installed?)")]
     NoFuse(std::io::Error),
 }
@@ -54,7 +58,14 @@ pub enum MountError {
 /// (detaching a stale one left by a killed swarmfs) and /dev/fuse.
 pub fn preflight(mountpoint: &Path, log: &Logger) -> Result<(), MountError> {
     match std::fs::metadata(mountpoint) {
-        Ok(m) if m.is_dir() => {}
+        Ok(m) if m.is_dir() => {
+            // A mount point sits on another device than its parent (or is /).
+            use std::os::unix::fs::MetadataExt;
+            let parent = std::fs::metadata(mountpoint.join(".."));
+            if parent.is_ok_and(|p| p.dev() != m.dev() || p.ino() == m.ino()) {
+                return Err(MountError::Busy(mountpoint.to_owned()));
+            }
+        }
         Ok(_) => return Err(MountError::NotADirectory(mountpoint.to_owned())),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             warn!(log, "detaching a stale mount"; "path" => mountpoint.display().to_string());
