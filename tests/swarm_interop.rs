@@ -233,3 +233,70 @@ fn swarmfs_and_libtorrent_trade_through_opentracker() {
     swarmfs.signal(15);
     assert_eq!(swarmfs.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+#[test]
+fn engines_find_each_other_through_opentracker_over_udp() {
+    use swarmfs::engine::{Engine, Event};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let seed_dir = root.join("seed");
+    let source = common::make_tree(
+        &seed_dir,
+        "shared",
+        &[("a.bin", 700_000), ("b/c.bin", 300_003)],
+    );
+    let mut options = CreateOptions {
+        piece_length: Some(16 * 1024),
+        ..CreateOptions::default()
+    };
+    let draft = create(&source, &options, &|_, _| {}).unwrap();
+    let (_tracker, port) = opentracker(root, &draft.meta.info_hash.to_hex());
+    // Only a UDP tracker: nothing else can introduce the two engines.
+    options.trackers = vec![vec![format!("udp://127.0.0.1:{port}")]];
+    let meta = create(&source, &options, &|_, _| {}).unwrap().meta;
+
+    let mut seed_config = common::config(&seed_dir, vec![]);
+    seed_config.use_trackers = true;
+    let seeder = common::seeder_with(&meta, seed_config);
+    // Announce again now that we listen, and wait for the answer.
+    let mut seeder_events = seeder.handle().subscribe();
+    seeder.block_on(async {
+        seeder
+            .handle()
+            .send(swarmfs::engine::Command::Announce)
+            .await;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), seeder_events.recv()).await {
+                Ok(Ok(Event::Peers { .. })) => return,
+                Ok(Ok(Event::TrackerError(e))) => panic!("seeder's UDP announce failed: {e}"),
+                Ok(_) => {}
+                Err(_) => panic!("no UDP tracker answer for the seeder"),
+            }
+        }
+    });
+
+    let data = root.join("leech");
+    std::fs::create_dir(&data).unwrap();
+    let mut leech_config = common::config(&data, vec![]);
+    leech_config.use_trackers = true;
+    let leecher = Engine::start(meta.clone(), leech_config, common::logger()).unwrap();
+    let handle = leecher.handle();
+    leecher.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while handle.stats().await.unwrap().state.as_str() != "seeding" {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                handle.stats().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    leecher.shutdown();
+    seeder.shutdown();
+    same_tree(
+        &source,
+        &data.join("shared"),
+        &[("a.bin", 0), ("b/c.bin", 0)],
+    );
+}

@@ -28,7 +28,8 @@ use super::piecekeeper::Piecekeeper;
 use super::ratelimit::RateLimiter;
 use super::tracker::{self, AnnounceEvent, Progress, TrackerCommand, TrackerReport, TrackerTask};
 use super::{
-    BanInfo, Command, Config, EngineError, Event, PeerInfo, PeerSelector, PieceSet, State, Stats,
+    random_u64, BanInfo, Command, Config, EngineError, Event, PeerInfo, PeerSelector, PieceSet,
+    State, Stats,
 };
 use crate::metainfo::Metainfo;
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
@@ -169,13 +170,6 @@ pub struct MainLoop {
     /// The verified pieces, shared with readers outside the engine.
     have_set: Arc<PieceSet>,
     quit: Option<oneshot::Sender<()>>,
-}
-
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id() as u64);
-    h.finish()
 }
 
 /// `-SF0100-` and 12 random alphanumerics.
@@ -416,7 +410,12 @@ impl MainLoop {
             commands: commands_rx,
             reports: self.reports_tx.clone(),
             cancel: cancel.clone(),
-            announce: Arc::new(tracker::announce_http),
+            announce: {
+                let udp = Arc::new(super::udp_tracker::UdpTrackers::default());
+                Arc::new(move |url: &str, request: &tracker::AnnounceRequest| {
+                    tracker::announce_any(&udp, url, request)
+                })
+            },
         };
         self.update_progress();
         let join = tokio::spawn(task.run());

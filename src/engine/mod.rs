@@ -5,7 +5,8 @@
 //!   messages.
 //! - [`peer`]: per connection a net reader, disk writer, disk reader and net
 //!   writer; [`piecekeeper`] vets blocks for the disk writers.
-//! - [`tracker`]: announces; the dialer and listener live in the main loop.
+//! - [`tracker`], [`udp_tracker`]: announces (HTTP, HTTPS, UDP); the dialer
+//!   and listener live in the main loop.
 //! - [`picker`], [`choker`], [`ratelimit`]: pure policy, unit tested.
 //!
 //! The outside (the FUSE adapter, the CLI, tests) drives an [`Engine`] through
@@ -19,6 +20,7 @@ pub mod picker;
 pub mod piecekeeper;
 pub mod ratelimit;
 pub mod tracker;
+pub mod udp_tracker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +31,16 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::metainfo::{InfoHash, Metainfo};
 pub use picker::PeerId;
+
+/// A random number, fresh each call (std's per-process random hash keys):
+/// for peer ids, transaction ids, and seeds of the picker's and choker's
+/// generators. Not for anything secret.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
 
 /// Commands queued from the outside; the queue is bounded.
 pub const COMMAND_QUEUE: usize = 64;

@@ -267,6 +267,21 @@ fn dictionary_peer(value: &BencodeElem) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// Announces to any supported tracker URL: `http://`, `https://`, `udp://`.
+pub fn announce_any(
+    udp: &super::udp_tracker::UdpTrackers,
+    url: &str,
+    request: &AnnounceRequest,
+) -> Result<AnnounceResponse, TrackerError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        announce_http(url, request)
+    } else if url.starts_with("udp://") {
+        udp.announce(url, request)
+    } else {
+        Err(TrackerError::Unsupported(url.to_owned()))
+    }
+}
+
 /// Performs one announce to one tracker URL (blocking).
 pub type AnnounceFn =
     Arc<dyn Fn(&str, &AnnounceRequest) -> Result<AnnounceResponse, TrackerError> + Send + Sync>;
@@ -302,6 +317,8 @@ pub struct TrackerTask {
 impl TrackerTask {
     /// Announces `started`, then on schedule, until cancelled; then `stopped`.
     pub async fn run(mut self) {
+        // BEP 12: the URLs of a tier are tried in a random order.
+        shuffle_tiers(&mut self.tiers, super::random_u64());
         let mut event = Some(AnnounceEvent::Started);
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -360,20 +377,16 @@ impl TrackerTask {
         for t in 0..self.tiers.len() {
             for u in 0..self.tiers[t].len() {
                 let url = self.tiers[t][u].clone();
-                let result = if url.starts_with("http://") || url.starts_with("https://") {
-                    let announce = self.announce.clone();
-                    let (url2, request2) = (url.clone(), request.clone());
-                    tokio::task::spawn_blocking(move || announce(&url2, &request2))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(TrackerError::Request {
-                                url: url.clone(),
-                                message: e.to_string(),
-                            })
+                let announce = self.announce.clone();
+                let (url2, request2) = (url.clone(), request.clone());
+                let result = tokio::task::spawn_blocking(move || announce(&url2, &request2))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(TrackerError::Request {
+                            url: url.clone(),
+                            message: e.to_string(),
                         })
-                } else {
-                    Err(TrackerError::Unsupported(url.clone()))
-                };
+                    });
                 match result {
                     Ok(response) => {
                         // BEP 12: a tracker that answered moves to the front of its tier.
@@ -407,9 +420,41 @@ impl TrackerTask {
     }
 }
 
+/// Shuffles each tier in place (Fisher-Yates with a xorshift generator).
+pub fn shuffle_tiers(tiers: &mut [Vec<String>], seed: u64) {
+    let mut state = seed | 1;
+    for tier in tiers {
+        for i in (1..tier.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            tier.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiers_are_shuffled_within_but_never_across() {
+        let tiers = vec![
+            vec!["a".to_string(), "b".to_string(), "c".to_string()],
+            vec!["z".to_string()],
+        ];
+        let mut firsts = std::collections::BTreeSet::new();
+        for seed in 0..50 {
+            let mut t = tiers.clone();
+            shuffle_tiers(&mut t, seed);
+            let mut sorted = t[0].clone();
+            sorted.sort();
+            assert_eq!(sorted, tiers[0]);
+            assert_eq!(t[1], tiers[1]);
+            firsts.insert(t[0][0].clone());
+        }
+        assert_eq!(firsts.len(), 3, "every URL comes first sometimes");
+    }
 
     #[test]
     fn parses_compact_and_dictionary_peers() {
