@@ -122,8 +122,8 @@ enum Command {
         /// Port to accept peers on (0: any free port).
         #[arg(long, default_value_t = 6881)]
         port: u16,
-        /// Address to accept peers on.
-        #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+        /// Address to accept peers on (:: takes IPv6 and IPv4).
+        #[arg(long, value_name = "IP", default_value = "::")]
         bind: std::net::IpAddr,
         /// Accept no incoming peers.
         #[arg(long)]
@@ -615,7 +615,7 @@ const GENERIC_MOUNT_OPTIONS: &[&str] = &[
 fn mount_settings(args: &MountArgs, meta: &Metainfo) -> Result<MountSettings, Failure> {
     let mut data = args.data.clone();
     let mut port = args.port;
-    let mut bind: std::net::IpAddr = [0, 0, 0, 0].into();
+    let mut bind: std::net::IpAddr = std::net::Ipv6Addr::UNSPECIFIED.into();
     let mut peers = args.peers.clone();
     let (mut up, mut down) = (args.up, args.down);
     let mut allow_other = args.allow_other;

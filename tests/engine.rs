@@ -293,3 +293,37 @@ fn disconnect_by_id_and_connect_by_address() {
     leecher.shutdown();
     seeder.shutdown();
 }
+
+#[test]
+fn engines_trade_over_ipv6_and_dual_stack_listeners_take_ipv4() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", common::TREE);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    // A seeder on [::] (dual stack), reached over ::1 by one leecher and
+    // over 127.0.0.1 by another.
+    let mut c = config(source_dir.path(), vec![]);
+    c.listen = Some("[::]:0".parse().unwrap());
+    let seeder = common::seeder_with(&meta, c);
+    let port = seeder.listen_addr().unwrap().port();
+    for (peer, seen_as) in [
+        (format!("[::1]:{port}"), "::1"),
+        (format!("127.0.0.1:{port}"), "127.0.0.1"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let mut c = config(data.path(), vec![peer.parse().unwrap()]);
+        c.listen = None;
+        let leecher = Engine::start(meta.clone(), c, logger()).unwrap();
+        wait_done(&leecher, Duration::from_secs(30));
+        // The seeder sees its IPv4 peer as 127.0.0.1, not ::ffff:127.0.0.1.
+        let peers = seeder.block_on(seeder.handle().peers()).unwrap();
+        let ips: Vec<String> = peers.iter().map(|p| p.addr.ip().to_string()).collect();
+        assert!(
+            ips.iter().any(|ip| ip == seen_as),
+            "seeder's view over {peer}: {ips:?}"
+        );
+        assert!(!ips.iter().any(|ip| ip.starts_with("::ffff:")), "{ips:?}");
+        leecher.shutdown();
+        same_files(&meta, source_dir.path(), data.path());
+    }
+    seeder.shutdown();
+}

@@ -203,9 +203,18 @@ impl MainLoop {
         let storage = Arc::new(Storage::open(&meta, &config.data_dir, OpenMode::Create)?);
         let (listener, listen) = match config.listen {
             Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| EngineError::Listen { addr, source })?;
+                let listener = match TcpListener::bind(addr).await {
+                    // No IPv6 here: the IPv4 wildcard on the same port instead.
+                    Err(e)
+                        if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED
+                            && e.kind() != std::io::ErrorKind::AddrInUse =>
+                    {
+                        let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+                        TcpListener::bind(v4).await
+                    }
+                    other => other,
+                }
+                .map_err(|source| EngineError::Listen { addr, source })?;
                 let local = listener
                     .local_addr()
                     .map_err(|source| EngineError::Listen { addr, source })?;
@@ -446,6 +455,7 @@ impl MainLoop {
                 let now = Instant::now();
                 let mut new = 0;
                 for addr in peers {
+                    let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
                     if Some(addr) == self.listen || self.known.contains_key(&addr) {
                         continue;
                     }
@@ -1254,7 +1264,8 @@ async fn accept_loop(
         let (mut stream, addr) = tokio::select! {
             _ = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                // A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d.
+                Ok((s, a)) => (s, SocketAddr::new(a.ip().to_canonical(), a.port())),
                 // Out of file descriptors and the like: pause rather than spin.
                 Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue; }
             },

@@ -51,7 +51,9 @@ pub const EVENT_BUFFER: usize = 4096;
 pub struct Config {
     /// The directory that holds the torrent's file or folder.
     pub data_dir: PathBuf,
-    /// Where to accept peers; `None` accepts none (a pure leecher).
+    /// Where to accept peers; `None` accepts none (a pure leecher). The
+    /// default `[::]` takes IPv6 and IPv4 (dual stack); where IPv6 is off,
+    /// the engine falls back to `0.0.0.0` on the same port.
     pub listen: Option<SocketAddr>,
     /// Peers to connect to besides the trackers'.
     pub peers: Vec<SocketAddr>,
@@ -73,7 +75,7 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
             data_dir,
-            listen: Some(SocketAddr::from(([0, 0, 0, 0], 6881))),
+            listen: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881))),
             peers: Vec::new(),
             max_peers: 50,
             up_limit: 0,
