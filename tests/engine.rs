@@ -78,6 +78,9 @@ fn three_seeders_and_one_leecher_exchange_a_multi_file_torrent() {
     assert_eq!(stats.state.as_str(), "seeding");
     let peers = leecher.block_on(leecher.handle().peers()).unwrap();
     assert_eq!(peers.len(), 3, "connected to all three seeders");
+    // The name comes from the extension handshake's `v` (BEP 10).
+    let version = format!("swarmfs {}", env!("CARGO_PKG_VERSION"));
+    assert!(peers.iter().all(|p| p.client == version), "{peers:?}");
     let from_each: Vec<u64> = peers.iter().map(|p| p.downloaded).collect();
     leecher.shutdown();
     for s in seeders {

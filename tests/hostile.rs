@@ -328,3 +328,83 @@ fn keep_alives_are_sent_and_silent_peers_dropped() {
     assert_eq!(reason, "silent for 2 s");
     seeder.shutdown();
 }
+
+#[test]
+fn a_peers_reqq_caps_our_outstanding_requests() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 2_000_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pieces = meta.piece_count() as usize;
+    let info_hash = meta.info_hash.0;
+    // A peer that speaks BEP 10, says reqq 2, has everything, unchokes, and
+    // never answers a request: it counts them and reports the count.
+    let counter = std::thread::spawn(move || -> (usize, String) {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut theirs = [0u8; 68];
+        s.read_exact(&mut theirs).unwrap();
+        assert_ne!(
+            theirs[25] & 0x10,
+            0,
+            "swarmfs advertises the extension protocol"
+        );
+        let mut hs = vec![19u8];
+        hs.extend_from_slice(b"BitTorrent protocol");
+        hs.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0]);
+        hs.extend_from_slice(&info_hash);
+        hs.extend_from_slice(b"-XX0001-reqqtwopeer0");
+        s.write_all(&hs).unwrap();
+        let ext = b"d1:md6:ut_fooi7ee4:reqqi2e1:v9:TinyPeer1e";
+        let mut msg = ((ext.len() + 2) as u32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&[20, 0]);
+        msg.extend_from_slice(ext);
+        let bits = vec![0xffu8; pieces.div_ceil(8)];
+        let mut bitfield = ((bits.len() + 1) as u32).to_be_bytes().to_vec();
+        bitfield.push(5);
+        bitfield.extend(bits.iter().enumerate().map(|(i, b)| {
+            if i == bits.len() - 1 && pieces % 8 != 0 {
+                b << (8 - pieces % 8)
+            } else {
+                *b
+            }
+        }));
+        // The extension handshake first, as some clients do, then the bitfield.
+        s.write_all(&msg).unwrap();
+        s.write_all(&bitfield).unwrap();
+        s.write_all(&[0, 0, 0, 1, 1]).unwrap(); // unchoke
+        let mut requests = 0;
+        let mut their_ext = String::new();
+        loop {
+            let mut len = [0u8; 4];
+            if s.read_exact(&mut len).is_err() {
+                return (requests, their_ext);
+            }
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            if s.read_exact(&mut body).is_err() {
+                return (requests, their_ext);
+            }
+            match body.first() {
+                Some(6) => requests += 1,
+                Some(20) => their_ext = String::from_utf8_lossy(&body[2..]).into_owned(),
+                _ => {}
+            }
+        }
+    });
+    let data = tempfile::tempdir().unwrap();
+    let leecher = Engine::start(meta.clone(), config(data.path(), vec![addr]), logger()).unwrap();
+    let (requests, their_ext) = counter.join().unwrap();
+    let peers = leecher.block_on(leecher.handle().peers()).unwrap();
+    leecher.shutdown();
+    assert_eq!(requests, 2, "requests outstanding at a peer with reqq 2");
+    assert!(
+        their_ext.contains("1:v13:swarmfs "),
+        "our handshake: {their_ext}"
+    );
+    assert!(
+        their_ext.contains("4:reqqi500e"),
+        "our handshake: {their_ext}"
+    );
+    assert_eq!(peers.first().map(|p| p.client.as_str()), Some("TinyPeer1"));
+}

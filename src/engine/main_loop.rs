@@ -33,7 +33,8 @@ use super::{
 };
 use crate::metainfo::Metainfo;
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
-use crate::wire::{BlockRef, Geometry, Handshake, Message};
+use crate::wire::extension::ExtensionHandshake;
+use crate::wire::{BlockRef, Geometry, Handshake, Message, EXTENSION_PROTOCOL};
 
 /// Inputs from all peer tasks share this queue.
 const PEER_INPUT_QUEUE: usize = 512;
@@ -85,6 +86,10 @@ struct Peer {
     cancel: CancellationToken,
     pieces: Bitfield,
     heard_anything: bool,
+    /// The peer speaks the extension protocol (BEP 10).
+    extensions: bool,
+    /// Requests the peer queues (its `reqq`); we never have more outstanding.
+    reqq: Option<u32>,
     am_choking: bool,
     am_interested: bool,
     peer_choking: bool,
@@ -246,7 +251,11 @@ impl MainLoop {
             choker: Choker::new(random_u64()),
             keeper: Piecekeeper::new(),
             handshake: Handshake {
-                reserved: [0; 8],
+                reserved: {
+                    let mut r = [0u8; 8];
+                    r[EXTENSION_PROTOCOL.0] |= EXTENSION_PROTOCOL.1;
+                    r
+                },
                 info_hash: meta.info_hash,
                 peer_id: our_id,
             },
@@ -772,6 +781,8 @@ impl MainLoop {
                 cancel,
                 pieces: Bitfield::repeat(false, self.geometry.piece_count as usize),
                 heard_anything: false,
+                extensions: theirs.reserved[EXTENSION_PROTOCOL.0] & EXTENSION_PROTOCOL.1 != 0,
+                reqq: None,
                 am_choking: true,
                 am_interested: false,
                 peer_choking: true,
@@ -793,6 +804,21 @@ impl MainLoop {
             bits.set_uninitialized(false);
             let bytes = bytes::Bytes::from(bits.into_vec());
             self.send(id, Message::Bitfield(bytes));
+        }
+        if self.peers.get(&id).is_some_and(|p| p.extensions) {
+            let ours = ExtensionHandshake {
+                client: Some(format!("swarmfs {}", env!("CARGO_PKG_VERSION"))),
+                port: self.listen.map(|a| a.port()),
+                reqq: Some(MAX_QUEUED_REQUESTS as u32),
+                extensions: Default::default(),
+            };
+            self.send(
+                id,
+                Message::Extended {
+                    id: 0,
+                    payload: ours.encode().into(),
+                },
+            );
         }
     }
 
@@ -876,9 +902,22 @@ impl MainLoop {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
+        // Some clients send their extension handshake before the bitfield.
         let first = !peer.heard_anything;
-        peer.heard_anything = true;
+        if !matches!(message, Message::Extended { .. }) {
+            peer.heard_anything = true;
+        }
         match message {
+            Message::Extended { id: 0, payload } => {
+                // A malformed handshake only means we learn nothing from it.
+                if let Ok(theirs) = ExtensionHandshake::decode(&payload) {
+                    if let Some(client) = theirs.client {
+                        peer.client = client;
+                    }
+                    peer.reqq = theirs.reqq;
+                }
+            }
+            Message::Extended { .. } => {} // extensions we did not offer
             Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
             Message::Piece { .. } => {} // the disk writer turns these into BlockWritten
             Message::Choke => {
@@ -1004,7 +1043,8 @@ impl MainLoop {
         // Enough requests to cover about a second at the peer's recent rate.
         let depth = (peer.down.recent_rate() as usize / crate::wire::MAX_BLOCK as usize
             + MIN_PIPELINE)
-            .clamp(MIN_PIPELINE, MAX_PIPELINE);
+            .clamp(MIN_PIPELINE, MAX_PIPELINE)
+            .min(peer.reqq.map_or(usize::MAX, |q| q as usize));
         if peer.outstanding.len() >= depth {
             return;
         }

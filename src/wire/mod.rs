@@ -8,6 +8,8 @@
 //! and be at most [`MAX_BLOCK`] long. Any violation is a [`WireError`], after
 //! which the connection is dropped.
 
+pub mod extension;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -19,6 +21,8 @@ pub const HANDSHAKE_LEN: usize = 68;
 pub const MAX_BLOCK: u32 = 16 * 1024;
 /// Messages we do not understand (extensions) are skipped up to this size.
 pub const MAX_UNKNOWN_MESSAGE: u32 = 1024 * 1024;
+/// Reserved-byte bit for the extension protocol (BEP 10): byte 5, 0x10.
+pub const EXTENSION_PROTOCOL: (usize, u8) = (5, 0x10);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
@@ -103,6 +107,11 @@ pub enum Message {
     Cancel(BlockRef),
     /// DHT port (BEP 5): parsed and ignored.
     Port(u16),
+    /// Extension protocol (BEP 10): extension id (0 = handshake) and payload.
+    Extended {
+        id: u8,
+        payload: Bytes,
+    },
     /// A message type we do not speak (an extension); skipped.
     Unknown {
         id: u8,
@@ -123,6 +132,7 @@ impl Message {
             Message::Piece { .. } => "piece",
             Message::Cancel(_) => "cancel",
             Message::Port(_) => "port",
+            Message::Extended { .. } => "extended",
             Message::Unknown { .. } => "unknown",
         }
     }
@@ -201,6 +211,12 @@ impl MessageCodec {
                 expected: format!("9 to {}", 9 + MAX_BLOCK),
             }),
             9 => exact(3),
+            20 if (2..=MAX_UNKNOWN_MESSAGE).contains(&len) => Ok(()),
+            20 => Err(WireError::BadLength {
+                id,
+                len,
+                expected: format!("2 to {MAX_UNKNOWN_MESSAGE}"),
+            }),
             _ if len <= MAX_UNKNOWN_MESSAGE => Ok(()),
             _ => Err(WireError::TooLarge(len)),
         }
@@ -288,6 +304,13 @@ impl Decoder for MessageCodec {
                 }
             }
             9 => Message::Port(body.get_u16()),
+            20 => {
+                let id = body.get_u8();
+                Message::Extended {
+                    id,
+                    payload: body.freeze(),
+                }
+            }
             id => Message::Unknown { id },
         };
         Ok(Some(message))
@@ -347,6 +370,12 @@ impl Encoder<Message> for MessageCodec {
                 dst.put_u32(3);
                 dst.put_u8(9);
                 dst.put_u16(port);
+            }
+            Message::Extended { id, payload } => {
+                dst.put_u32(2 + payload.len() as u32);
+                dst.put_u8(20);
+                dst.put_u8(id);
+                dst.put_slice(&payload);
             }
             Message::Unknown { id } => simple(dst, id),
         }

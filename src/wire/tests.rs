@@ -70,6 +70,10 @@ fn every_message_round_trips() {
         },
         Message::Cancel(block(0, 0, 16384)),
         Message::Port(6881),
+        Message::Extended {
+            id: 0,
+            payload: Bytes::from_static(b"d1:v7:swarmfse"),
+        },
     ];
     let mut wire = BytesMut::new();
     for m in &messages {
@@ -99,7 +103,7 @@ fn huge_length_prefixes_are_refused_before_buffering() {
         buf.capacity() < 1 << 20,
         "no allocation for the claimed length"
     );
-    let mut unknown = BytesMut::from(&[0x10, 0, 0, 0, 20][..]);
+    let mut unknown = BytesMut::from(&[0x10, 0, 0, 0, 99][..]);
     assert!(codec().decode(&mut unknown).is_err());
 }
 
@@ -149,13 +153,13 @@ fn malformed_messages_are_errors() {
 
 #[test]
 fn unknown_messages_are_skipped_and_bitfields_with_clean_spare_bits_pass() {
-    let mut wire = vec![0, 0, 0, 4, 20, 1, 2, 3];
+    let mut wire = vec![0, 0, 0, 4, 99, 1, 2, 3];
     wire.extend_from_slice(&[0, 0, 0, 3, 5, 0xff, 0xc0]);
     let got = decode_all(&wire).unwrap();
     assert_eq!(
         got,
         vec![
-            Message::Unknown { id: 20 },
+            Message::Unknown { id: 99 },
             Message::Bitfield(Bytes::from_static(&[0xff, 0xc0]))
         ]
     );
