@@ -28,7 +28,6 @@ def main():
         "allow_multiple_connections_per_ip": True,
         "announce_to_all_trackers": True,
         "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
-        "user_agent": "lt_peer",
     }
     session = lt.session(settings)
     params = lt.add_torrent_params()
