@@ -107,3 +107,22 @@ swarmfs_pid() {
 wait_exit() {
     wait_until "$2" bash -c "! kill -0 $1 2>/dev/null || grep -q '^State:.*Z' /proc/$1/status"
 }
+
+# Starts opentracker on a free port (TCP and UDP), serving only info-hash $1;
+# sets TRACKER_PORT. Its files must be readable by nobody, which it becomes.
+start_opentracker() {
+    chmod 755 "$SCRATCH"
+    echo "$1" >"$SCRATCH/whitelist"
+    printf 'access.whitelist %s\ntracker.rootdir /\n' "$SCRATCH/whitelist" >"$SCRATCH/opentracker.conf"
+    chmod 644 "$SCRATCH/whitelist" "$SCRATCH/opentracker.conf"
+    TRACKER_PORT=$(free_port)
+    opentracker -f "$SCRATCH/opentracker.conf" -i 127.0.0.1 -p "$TRACKER_PORT" -P "$TRACKER_PORT" \
+        >"$SCRATCH/opentracker.log" 2>&1 &
+    track_pid $!
+    wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$TRACKER_PORT" 2>/dev/null || fail "opentracker did not start"
+}
+
+# The info-hash of torrent $1.
+info_hash() {
+    "$SWARMFS" info "$1" | sed -n 's/^info-hash: //p'
+}

@@ -6,17 +6,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 make_torrent "$SCRATCH" 6000000
-hash=$("$SWARMFS" info "$SCRATCH/content.torrent" | sed -n 's/^info-hash: //p')
-
-# opentracker drops to nobody: its files must be readable by all.
-chmod 755 "$SCRATCH"
-echo "$hash" >"$SCRATCH/whitelist"
-printf 'access.whitelist %s\ntracker.rootdir /\n' "$SCRATCH/whitelist" >"$SCRATCH/opentracker.conf"
-chmod 644 "$SCRATCH/whitelist" "$SCRATCH/opentracker.conf"
-tport=$(free_port)
-opentracker -f "$SCRATCH/opentracker.conf" -i 127.0.0.1 -p "$tport" -P "$tport" >"$SCRATCH/opentracker.log" 2>&1 &
-track_pid $!
-wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$tport" 2>/dev/null || fail "opentracker did not start"
+start_opentracker "$(info_hash "$SCRATCH/content.torrent")"
+tport=$TRACKER_PORT
 
 # The same content, now naming the tracker (the info-hash does not change).
 "$SWARMFS" -q create "$SCRATCH/content" -l 32k --no-date -f -o "$SCRATCH/content.torrent" \

@@ -85,7 +85,6 @@ struct Peer {
     control: mpsc::Sender<Message>,
     cancel: CancellationToken,
     pieces: Bitfield,
-    heard_anything: bool,
     /// The peer speaks the extension protocol (BEP 10).
     extensions: bool,
     /// Requests the peer queues (its `reqq`); we never have more outstanding.
@@ -780,7 +779,6 @@ impl MainLoop {
                 control,
                 cancel,
                 pieces: Bitfield::repeat(false, self.geometry.piece_count as usize),
-                heard_anything: false,
                 extensions: theirs.reserved[EXTENSION_PROTOCOL.0] & EXTENSION_PROTOCOL.1 != 0,
                 reqq: None,
                 am_choking: true,
@@ -902,11 +900,7 @@ impl MainLoop {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        // Some clients send their extension handshake before the bitfield.
-        let first = !peer.heard_anything;
-        if !matches!(message, Message::Extended { .. }) {
-            peer.heard_anything = true;
-        }
+        slog::trace!(self.log, "received"; "peer" => id, "message" => message.name());
         match message {
             Message::Extended { id: 0, payload } => {
                 // A malformed handshake only means we learn nothing from it.
@@ -949,16 +943,16 @@ impl MainLoop {
                 self.fill_requests(id).await;
             }
             Message::Bitfield(bytes) => {
-                if !first {
-                    self.doomed
-                        .push((id, "bitfield after other messages".into()));
-                    return;
-                }
+                // BEP 3 wants one, first. Clients send keep-alives or an
+                // extension handshake before it, and aria2 sends fresh
+                // bitfields instead of runs of haves: each adds its pieces.
                 let mut bits = Bitfield::from_vec(bytes.to_vec());
                 bits.truncate(self.geometry.piece_count as usize);
-                self.picker.add_peer_pieces(&bits);
-                peer.pieces = bits;
+                let new: Bitfield = bits.clone() & !peer.pieces.clone();
+                self.picker.add_peer_pieces(&new);
+                peer.pieces |= bits;
                 self.update_interest(id);
+                self.fill_requests(id).await;
             }
             Message::Request(block) => {
                 if peer.am_choking || !self.picker.have()[block.piece as usize] {
