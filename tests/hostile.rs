@@ -186,13 +186,23 @@ fn a_peer_sending_a_malformed_message_is_dropped_without_harm() {
 
 /// Connects to `addr` as a leecher, handshakes, and says it is interested.
 fn leech_from(addr: SocketAddr, meta: &Metainfo) -> TcpStream {
+    leech_with(addr, meta, [0; 8], b"-XX0001-greedypeer00")
+}
+
+/// As [`leech_from`], with these reserved bytes in the handshake.
+fn leech_with(
+    addr: SocketAddr,
+    meta: &Metainfo,
+    reserved: [u8; 8],
+    peer_id: &[u8; 20],
+) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut hs = vec![19u8];
     hs.extend_from_slice(b"BitTorrent protocol");
-    hs.extend_from_slice(&[0; 8]);
+    hs.extend_from_slice(&reserved);
     hs.extend_from_slice(&meta.info_hash.0);
-    hs.extend_from_slice(b"-XX0001-greedypeer00");
+    hs.extend_from_slice(peer_id);
     s.write_all(&hs).unwrap();
     let mut theirs = [0u8; 68];
     s.read_exact(&mut theirs).unwrap();
@@ -394,8 +404,21 @@ fn a_peers_reqq_caps_our_outstanding_requests() {
     });
     let data = tempfile::tempdir().unwrap();
     let leecher = Engine::start(meta.clone(), config(data.path(), vec![addr]), logger()).unwrap();
+    // While the scripted peer is still connected (it hangs up after 2 s of
+    // silence), its name comes from its `v`.
+    let handle = leecher.handle();
+    let client = leecher.block_on(async {
+        for _ in 0..100 {
+            if let Some(p) = handle.peers().await.unwrap().first() {
+                if p.client == "TinyPeer1" {
+                    return p.client.clone();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        String::new()
+    });
     let (requests, their_ext) = counter.join().unwrap();
-    let peers = leecher.block_on(leecher.handle().peers()).unwrap();
     leecher.shutdown();
     assert_eq!(requests, 2, "requests outstanding at a peer with reqq 2");
     assert!(
@@ -406,5 +429,112 @@ fn a_peers_reqq_caps_our_outstanding_requests() {
         their_ext.contains("4:reqqi500e"),
         "our handshake: {their_ext}"
     );
-    assert_eq!(peers.first().map(|p| p.client.as_str()), Some("TinyPeer1"));
+    assert_eq!(client, "TinyPeer1");
+}
+
+const FAST: [u8; 8] = [0, 0, 0, 0, 0, 0, 0, 0x04];
+
+#[test]
+fn fast_peers_get_have_all_and_rejects_for_requests_we_drop() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 100_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let mut c = config(source_dir.path(), vec![]);
+    c.upload_slots = 0;
+    let seeder = common::seeder_with(&meta, c);
+    let addr = seeder.listen_addr().unwrap();
+    // The one immediate unchoke goes to a first peer.
+    let mut first = leech_from(addr, &meta);
+    assert!(read_until(&mut first, 1));
+    // A fast peer: a complete seeder announces itself with have-all (14), and
+    // a request while choked is answered with reject (16), not silence.
+    let mut s = leech_with(addr, &meta, FAST, b"-XX0001-fastleecher0");
+    assert!(read_until(&mut s, 14), "no have-all from a complete seeder");
+    s.write_all(&[0, 0, 0, 13, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x40, 0])
+        .unwrap();
+    assert!(
+        read_until(&mut s, 16),
+        "no reject for a request while choked"
+    );
+    seeder.shutdown();
+}
+
+#[test]
+fn fast_messages_from_a_peer_without_the_extension_drop_it() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 100_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let seeder = common::seeder_with(&meta, config(source_dir.path(), vec![]));
+    let mut events = seeder.handle().subscribe();
+    let mut s = leech_from(seeder.listen_addr().unwrap(), &meta);
+    s.write_all(&[0, 0, 0, 1, 14]).unwrap(); // have all, not negotiated
+    let reason = seeder.block_on(async {
+        loop {
+            if let Ok(Event::Disconnected { reason, .. }) = events.recv().await {
+                return reason;
+            }
+        }
+    });
+    assert_eq!(
+        reason,
+        "protocol error: have all without the fast extension"
+    );
+    seeder.shutdown();
+}
+
+#[test]
+fn allowed_fast_pieces_are_requested_while_choked() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 500_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let info_hash = meta.info_hash.0;
+    // A fast seeder that never unchokes but allows piece 3: it records the
+    // pieces requested from it.
+    let peer = std::thread::spawn(move || -> Vec<u32> {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut theirs = [0u8; 68];
+        s.read_exact(&mut theirs).unwrap();
+        assert_ne!(
+            theirs[27] & 0x04,
+            0,
+            "swarmfs advertises the fast extension"
+        );
+        let mut hs = vec![19u8];
+        hs.extend_from_slice(b"BitTorrent protocol");
+        hs.extend_from_slice(&FAST);
+        hs.extend_from_slice(&info_hash);
+        hs.extend_from_slice(b"-XX0001-fastseeder00");
+        s.write_all(&hs).unwrap();
+        s.write_all(&[0, 0, 0, 1, 14]).unwrap(); // have all
+        s.write_all(&[0, 0, 0, 5, 17, 0, 0, 0, 3]).unwrap(); // allowed fast: 3
+        let mut requested = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            if s.read_exact(&mut len).is_err() {
+                return requested;
+            }
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            if s.read_exact(&mut body).is_err() {
+                return requested;
+            }
+            if body.first() == Some(&6) {
+                requested.push(u32::from_be_bytes(body[1..5].try_into().unwrap()));
+            }
+        }
+    });
+    let data = tempfile::tempdir().unwrap();
+    let leecher = Engine::start(meta.clone(), config(data.path(), vec![addr]), logger()).unwrap();
+    let requested = peer.join().unwrap();
+    leecher.shutdown();
+    assert!(
+        !requested.is_empty(),
+        "nothing requested from an allowed-fast piece"
+    );
+    assert!(
+        requested.iter().all(|&p| p == 3),
+        "requested while choked: {requested:?}"
+    );
 }

@@ -34,7 +34,7 @@ use super::{
 use crate::metainfo::Metainfo;
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
 use crate::wire::extension::ExtensionHandshake;
-use crate::wire::{BlockRef, Geometry, Handshake, Message, EXTENSION_PROTOCOL};
+use crate::wire::{BlockRef, Geometry, Handshake, Message, EXTENSION_PROTOCOL, FAST_EXTENSION};
 
 /// Inputs from all peer tasks share this queue.
 const PEER_INPUT_QUEUE: usize = 512;
@@ -89,6 +89,10 @@ struct Peer {
     extensions: bool,
     /// Requests the peer queues (its `reqq`); we never have more outstanding.
     reqq: Option<u32>,
+    /// Both sides speak the fast extension (BEP 6).
+    fast: bool,
+    /// Pieces the peer lets us request while it chokes us (BEP 6).
+    allowed_fast: Bitfield,
     am_choking: bool,
     am_interested: bool,
     peer_choking: bool,
@@ -253,6 +257,7 @@ impl MainLoop {
                 reserved: {
                     let mut r = [0u8; 8];
                     r[EXTENSION_PROTOCOL.0] |= EXTENSION_PROTOCOL.1;
+                    r[FAST_EXTENSION.0] |= FAST_EXTENSION.1;
                     r
                 },
                 info_hash: meta.info_hash,
@@ -781,6 +786,8 @@ impl MainLoop {
                 pieces: Bitfield::repeat(false, self.geometry.piece_count as usize),
                 extensions: theirs.reserved[EXTENSION_PROTOCOL.0] & EXTENSION_PROTOCOL.1 != 0,
                 reqq: None,
+                fast: theirs.reserved[FAST_EXTENSION.0] & FAST_EXTENSION.1 != 0,
+                allowed_fast: Bitfield::repeat(false, self.geometry.piece_count as usize),
                 am_choking: true,
                 am_interested: false,
                 peer_choking: true,
@@ -797,7 +804,12 @@ impl MainLoop {
             },
         );
         self.emit(Event::Connected { id, addr, client });
-        if self.picker.have_count() > 0 {
+        let fast = self.peers.get(&id).is_some_and(|p| p.fast);
+        if fast && self.picker.is_complete() {
+            self.send(id, Message::HaveAll);
+        } else if fast && self.picker.have_count() == 0 {
+            self.send(id, Message::HaveNone);
+        } else if self.picker.have_count() > 0 {
             let mut bits = self.picker.have().clone();
             bits.set_uninitialized(false);
             let bytes = bytes::Bytes::from(bits.into_vec());
@@ -901,7 +913,43 @@ impl MainLoop {
             return;
         };
         slog::trace!(self.log, "received"; "peer" => id, "message" => message.name());
+        let fast_message = matches!(
+            message,
+            Message::HaveAll
+                | Message::HaveNone
+                | Message::Reject(_)
+                | Message::AllowedFast(_)
+                | Message::Suggest(_)
+        );
+        if fast_message && !peer.fast {
+            let reason = format!(
+                "protocol error: {} without the fast extension",
+                message.name()
+            );
+            self.doomed.push((id, reason));
+            return;
+        }
         match message {
+            Message::HaveAll => {
+                let all = Bitfield::repeat(true, self.geometry.piece_count as usize);
+                let new: Bitfield = all.clone() & !peer.pieces.clone();
+                self.picker.add_peer_pieces(&new);
+                peer.pieces = all;
+                self.update_interest(id);
+                self.fill_requests(id).await;
+            }
+            Message::HaveNone | Message::Suggest(_) => {}
+            Message::Reject(block) => {
+                if peer.outstanding.remove(&block) {
+                    self.picker.withdraw(id, block);
+                    self.keeper.forget(id, block);
+                }
+                self.fill_requests(id).await;
+            }
+            Message::AllowedFast(piece) => {
+                peer.allowed_fast.set(piece as usize, true);
+                self.fill_requests(id).await;
+            }
             Message::Extended { id: 0, payload } => {
                 // A malformed handshake only means we learn nothing from it.
                 if let Ok(theirs) = ExtensionHandshake::decode(&payload) {
@@ -956,7 +1004,11 @@ impl MainLoop {
             }
             Message::Request(block) => {
                 if peer.am_choking || !self.picker.have()[block.piece as usize] {
-                    return; // BEP 3: requests while choked are dropped
+                    // BEP 3 drops such requests silently; BEP 6 says so.
+                    if peer.fast {
+                        self.send(id, Message::Reject(block));
+                    }
+                    return;
                 }
                 if peer.their_requests.len() >= MAX_QUEUED_REQUESTS {
                     self.doomed.push((
@@ -1001,9 +1053,15 @@ impl MainLoop {
         }
         peer.am_choking = choke;
         if choke {
-            // Without the fast extension, a choke discards pending requests.
-            peer.their_requests.clear();
+            // A choke discards pending requests: BEP 6 peers are told which.
+            let dropped: Vec<BlockRef> = peer.their_requests.drain(..).collect();
+            let fast = peer.fast;
             self.send(id, Message::Choke);
+            if fast {
+                for block in dropped {
+                    self.send(id, Message::Reject(block));
+                }
+            }
         } else {
             self.send(id, Message::Unchoke);
             self.serve(id);
@@ -1031,9 +1089,19 @@ impl MainLoop {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        if peer.peer_choking || !peer.am_interested || self.state == State::Stopped {
+        if !peer.am_interested || self.state == State::Stopped {
             return;
         }
+        // While choked, only allowed-fast pieces (BEP 6) may be requested.
+        let pieces = if peer.peer_choking {
+            let allowed: Bitfield = peer.pieces.clone() & peer.allowed_fast.clone();
+            if !allowed.any() {
+                return;
+            }
+            allowed
+        } else {
+            peer.pieces.clone()
+        };
         // Enough requests to cover about a second at the peer's recent rate.
         let depth = (peer.down.recent_rate() as usize / crate::wire::MAX_BLOCK as usize
             + MIN_PIPELINE)
@@ -1043,7 +1111,7 @@ impl MainLoop {
             return;
         }
         let want = depth - peer.outstanding.len();
-        let blocks = self.picker.pick(id, &peer.pieces, want);
+        let blocks = self.picker.pick(id, &pieces, want);
         for block in blocks {
             // Registered before it is sent, so it cannot arrive unexpected.
             self.keeper.expect(id, block);

@@ -23,6 +23,8 @@ pub const MAX_BLOCK: u32 = 16 * 1024;
 pub const MAX_UNKNOWN_MESSAGE: u32 = 1024 * 1024;
 /// Reserved-byte bit for the extension protocol (BEP 10): byte 5, 0x10.
 pub const EXTENSION_PROTOCOL: (usize, u8) = (5, 0x10);
+/// Reserved-byte bit for the fast extension (BEP 6): byte 7, 0x04.
+pub const FAST_EXTENSION: (usize, u8) = (7, 0x04);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
@@ -112,6 +114,15 @@ pub enum Message {
         id: u8,
         payload: Bytes,
     },
+    /// Fast extension (BEP 6): the sender has every piece / none.
+    HaveAll,
+    HaveNone,
+    /// Fast extension: a request the sender will not serve.
+    Reject(BlockRef),
+    /// Fast extension: a piece the receiver may request even while choked.
+    AllowedFast(u32),
+    /// Fast extension: a hint to fetch this piece; we ignore it.
+    Suggest(u32),
     /// A message type we do not speak (an extension); skipped.
     Unknown {
         id: u8,
@@ -133,6 +144,11 @@ impl Message {
             Message::Cancel(_) => "cancel",
             Message::Port(_) => "port",
             Message::Extended { .. } => "extended",
+            Message::HaveAll => "have all",
+            Message::HaveNone => "have none",
+            Message::Reject(_) => "reject",
+            Message::AllowedFast(_) => "allowed fast",
+            Message::Suggest(_) => "suggest",
             Message::Unknown { .. } => "unknown",
         }
     }
@@ -211,6 +227,9 @@ impl MessageCodec {
                 expected: format!("9 to {}", 9 + MAX_BLOCK),
             }),
             9 => exact(3),
+            13 | 17 => exact(5),
+            14 | 15 => exact(1),
+            16 => exact(13),
             20 if (2..=MAX_UNKNOWN_MESSAGE).contains(&len) => Ok(()),
             20 => Err(WireError::BadLength {
                 id,
@@ -278,15 +297,28 @@ impl Decoder for MessageCodec {
                 }
                 Message::Bitfield(body.freeze())
             }
-            6 | 8 => {
+            6 | 8 | 16 => {
                 let block = block_ref(&mut body);
                 g.check_block(block).map_err(invalid)?;
-                if id == 6 {
-                    Message::Request(block)
-                } else {
-                    Message::Cancel(block)
+                match id {
+                    6 => Message::Request(block),
+                    8 => Message::Cancel(block),
+                    _ => Message::Reject(block),
                 }
             }
+            13 | 17 => {
+                let piece = body.get_u32();
+                if piece >= g.piece_count {
+                    return Err(invalid(WireError::PieceOutOfRange(piece)));
+                }
+                if id == 13 {
+                    Message::Suggest(piece)
+                } else {
+                    Message::AllowedFast(piece)
+                }
+            }
+            14 => Message::HaveAll,
+            15 => Message::HaveNone,
             7 => {
                 let piece = body.get_u32();
                 let offset = body.get_u32();
@@ -376,6 +408,18 @@ impl Encoder<Message> for MessageCodec {
                 dst.put_u8(20);
                 dst.put_u8(id);
                 dst.put_slice(&payload);
+            }
+            Message::HaveAll => simple(dst, 14),
+            Message::HaveNone => simple(dst, 15),
+            Message::Reject(b) => block(dst, 16, b),
+            Message::AllowedFast(piece) | Message::Suggest(piece) => {
+                dst.put_u32(5);
+                dst.put_u8(if matches!(message, Message::Suggest(_)) {
+                    13
+                } else {
+                    17
+                });
+                dst.put_u32(piece);
             }
             Message::Unknown { id } => simple(dst, id),
         }

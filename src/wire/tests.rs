@@ -74,6 +74,11 @@ fn every_message_round_trips() {
             id: 0,
             payload: Bytes::from_static(b"d1:v7:swarmfse"),
         },
+        Message::HaveAll,
+        Message::HaveNone,
+        Message::Reject(block(2, 0, 16384)),
+        Message::AllowedFast(7),
+        Message::Suggest(3),
     ];
     let mut wire = BytesMut::new();
     for m in &messages {
