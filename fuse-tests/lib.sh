@@ -9,6 +9,7 @@ LT_PEER="$ROOT/tests/support/lt_peer.py"
 _pids=()
 _mounts=()
 _remove=()
+_netns=()
 
 cleanup() {
     local rc=$? m p
@@ -24,9 +25,11 @@ cleanup() {
             kill -9 "$p" 2>/dev/null
         fi
     done
-    wait 2>/dev/null
     for p in "${_remove[@]}"; do
         rm -f "$p"
+    done
+    for p in "${_netns[@]}"; do
+        ip netns del "$p"
     done
     exit "$rc"
 }
@@ -125,4 +128,26 @@ start_opentracker() {
 # The info-hash of torrent $1.
 info_hash() {
     "$SWARMFS" info "$1" | sed -n 's/^info-hash: //p'
+}
+
+# make_netns_pair NAME_A NAME_B: two network namespaces joined by a veth
+# pair, A at 198.18.0.1/24 and B at 198.18.0.2/24, removed at exit. Run a
+# command inside with `nsenter --net=/run/netns/NAME` (mounts stay shared).
+make_netns_pair() {
+    ip route | grep -q '^198\.18\.0\.' && fail "198.18.0.0/24 is already routed here"
+    ip netns add "$1" || fail "ip netns add (needs root)"
+    _netns+=("$1")
+    ip netns add "$2"
+    _netns+=("$2")
+    ip link add "v$$a" type veth peer name "v$$b"
+    ip link set "v$$a" netns "$1"
+    ip link set "v$$b" netns "$2"
+    ip -n "$1" addr add 198.18.0.1/24 dev "v$$a"
+    ip -n "$2" addr add 198.18.0.2/24 dev "v$$b"
+    local ns
+    for ns in "$1" "$2"; do
+        ip -n "$ns" link set lo up
+    done
+    ip -n "$1" link set "v$$a" up
+    ip -n "$2" link set "v$$b" up
 }
