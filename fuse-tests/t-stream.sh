@@ -15,7 +15,7 @@ tport=$TRACKER_PORT
 lport=$(free_port)
 /usr/bin/python3 "$LT_PEER" seed "$SCRATCH/content.torrent" "$SCRATCH" "$lport" 300 >"$SCRATCH/lt.log" 2>&1 &
 track_pid $!
-wait_until 20 grep -q seeding "$SCRATCH/lt.log" || fail "libtorrent did not seed: $(tail -3 "$SCRATCH/lt.log")"
+wait_until 20 grep -qs seeding "$SCRATCH/lt.log" || fail "libtorrent did not seed: $(tail -3 "$SCRATCH/lt.log")"
 
 mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"
