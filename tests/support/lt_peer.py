@@ -4,10 +4,14 @@ loopback, with DHT, local discovery, UPnP and NAT-PMP off.
 
 usage: lt_peer.py seed|leech TORRENT DATA_DIR PORT [TIMEOUT_SECONDS] [PEER_HOST:PORT ...]
 
+It listens on 127.0.0.1, or on the address in LT_LISTEN_HOST (e.g. ::1).
+With LT_NO_TRACKERS=1 it ignores the torrent's trackers (peers given only).
+
 Prints one status line a second. A leecher exits 0 once it has every piece
 (its data checked by libtorrent), 1 on timeout; a seeder runs until killed
 (or until the timeout, then exits 0). Run with Debian's /usr/bin/python3.
 """
+import os
 import signal
 import sys
 import time
@@ -19,8 +23,10 @@ def main():
     mode, torrent, data, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 120.0
     peers = sys.argv[6:]
+    host = os.environ.get("LT_LISTEN_HOST", "127.0.0.1")
+    listen_host = "[%s]" % host if ":" in host else host
     settings = {
-        "listen_interfaces": "127.0.0.1:%d" % port,
+        "listen_interfaces": "%s:%d" % (listen_host, port),
         "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -36,6 +42,8 @@ def main():
     if mode == "seed":
         params.flags |= lt.torrent_flags.seed_mode
     handle = session.add_torrent(params)
+    if os.environ.get("LT_NO_TRACKERS") == "1":
+        handle.replace_trackers([])
     for peer in peers:
         host, _, p = peer.rpartition(":")
         handle.connect_peer((host.strip("[]"), int(p)))
