@@ -330,3 +330,76 @@ fn engines_trade_over_ipv6_and_dual_stack_listeners_take_ipv4() {
     }
     seeder.shutdown();
 }
+
+/// A seeds; B knows A; C knows only B. Returns whether C and A got connected
+/// (in either direction: A may learn of C first) within `limit`, which only
+/// peer exchange through B can bring about.
+fn c_meets_a_through_b(private: bool, limit: Duration) -> bool {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 3_000_000)]);
+    let options = swarmfs::metainfo::create::CreateOptions {
+        piece_length: Some(16 * 1024),
+        private,
+        ..Default::default()
+    };
+    let meta = swarmfs::metainfo::create::create(&source, &options, &|_, _| {})
+        .unwrap()
+        .meta;
+    let fast_pex = |mut c: swarmfs::engine::Config| {
+        c.pex_interval = Duration::from_secs(1);
+        c.down_limit = 256 * 1024; // keep everyone busy long enough
+        c
+    };
+    let mut a_config = fast_pex(config(source_dir.path(), vec![]));
+    a_config.down_limit = 0;
+    let a = common::seeder_with(&meta, a_config);
+    let a_addr = a.listen_addr().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = Engine::start(
+        meta.clone(),
+        fast_pex(config(b_dir.path(), vec![a_addr])),
+        logger(),
+    )
+    .unwrap();
+    let c_dir = tempfile::tempdir().unwrap();
+    let b_addr = b.listen_addr().unwrap();
+    let c = Engine::start(
+        meta.clone(),
+        fast_pex(config(c_dir.path(), vec![b_addr])),
+        logger(),
+    )
+    .unwrap();
+    let handle = c.handle();
+    let met = c.block_on(async {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            // C knows only B: a second peer can only be A.
+            let peers = handle.peers().await.unwrap();
+            if peers.iter().any(|p| p.addr == a_addr) || peers.len() >= 2 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    c.shutdown();
+    b.shutdown();
+    a.shutdown();
+    met
+}
+
+#[test]
+fn peer_exchange_introduces_peers() {
+    assert!(
+        c_meets_a_through_b(false, Duration::from_secs(10)),
+        "C never met A through B's PEX"
+    );
+}
+
+#[test]
+fn private_torrents_exchange_no_peers() {
+    assert!(
+        !c_meets_a_through_b(true, Duration::from_secs(4)),
+        "PEX in a private torrent"
+    );
+}

@@ -8,7 +8,7 @@
 //! never waits on a peer: control messages go out with `try_send`, and a peer
 //! whose queue is full is disconnected.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +34,7 @@ use super::{
 use crate::metainfo::Metainfo;
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
 use crate::wire::extension::ExtensionHandshake;
+use crate::wire::pex::{Pex, MAX_PEX_PEERS, UT_PEX};
 use crate::wire::{BlockRef, Geometry, Handshake, Message, EXTENSION_PROTOCOL, FAST_EXTENSION};
 
 /// Inputs from all peer tasks share this queue.
@@ -93,6 +94,16 @@ struct Peer {
     fast: bool,
     /// Pieces the peer lets us request while it chokes us (BEP 6).
     allowed_fast: Bitfield,
+    /// We dialled it, so `addr` is where it listens.
+    outgoing: bool,
+    /// Its message id for `ut_pex`, if it speaks peer exchange (BEP 11).
+    pex_id: Option<u8>,
+    /// The port it listens on (its extension handshake's `p`).
+    listen_port: Option<u16>,
+    /// The addresses our last PEX message to it described as connected.
+    pex_sent: BTreeSet<SocketAddr>,
+    /// When its last PEX message was taken (they are rate-limited).
+    pex_taken_at: Option<Instant>,
     am_choking: bool,
     am_interested: bool,
     peer_choking: bool,
@@ -177,6 +188,8 @@ pub struct MainLoop {
     waiting: Vec<Connection>,
     /// The verified pieces, shared with readers outside the engine.
     have_set: Arc<PieceSet>,
+    /// When PEX messages last went out.
+    last_pex: Instant,
     quit: Option<oneshot::Sender<()>>,
 }
 
@@ -304,6 +317,7 @@ impl MainLoop {
             doomed: Vec::new(),
             waiting: Vec::new(),
             have_set: Arc::new(PieceSet::new(&have)),
+            last_pex: Instant::now(),
             quit: None,
         };
         let now = Instant::now();
@@ -787,6 +801,11 @@ impl MainLoop {
                 extensions: theirs.reserved[EXTENSION_PROTOCOL.0] & EXTENSION_PROTOCOL.1 != 0,
                 reqq: None,
                 fast: theirs.reserved[FAST_EXTENSION.0] & FAST_EXTENSION.1 != 0,
+                outgoing,
+                pex_id: None,
+                listen_port: None,
+                pex_sent: BTreeSet::new(),
+                pex_taken_at: None,
                 allowed_fast: Bitfield::repeat(false, self.geometry.piece_count as usize),
                 am_choking: true,
                 am_interested: false,
@@ -816,11 +835,16 @@ impl MainLoop {
             self.send(id, Message::Bitfield(bytes));
         }
         if self.peers.get(&id).is_some_and(|p| p.extensions) {
+            let mut extensions = std::collections::HashMap::new();
+            // BEP 27: private torrents get their peers from their trackers only.
+            if !self.meta.private {
+                extensions.insert("ut_pex".to_owned(), UT_PEX);
+            }
             let ours = ExtensionHandshake {
                 client: Some(format!("swarmfs {}", env!("CARGO_PKG_VERSION"))),
                 port: self.listen.map(|a| a.port()),
                 reqq: Some(MAX_QUEUED_REQUESTS as u32),
-                extensions: Default::default(),
+                extensions,
             };
             self.send(
                 id,
@@ -957,6 +981,36 @@ impl MainLoop {
                         peer.client = client;
                     }
                     peer.reqq = theirs.reqq;
+                    peer.listen_port = theirs.port;
+                    peer.pex_id = theirs.extensions.get("ut_pex").copied().filter(|&i| i != 0);
+                }
+            }
+            Message::Extended {
+                id: UT_PEX,
+                payload,
+            } if !self.meta.private => {
+                // Rate-limited: a peer may not flood us with addresses.
+                let now = Instant::now();
+                if peer
+                    .pex_taken_at
+                    .is_some_and(|t| now.duration_since(t) < self.config.pex_interval / 2)
+                {
+                    return;
+                }
+                peer.pex_taken_at = Some(now);
+                if let Ok(pex) = Pex::decode(&payload) {
+                    let mut new = 0;
+                    for addr in pex.added {
+                        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                        if Some(addr) != self.listen && !self.known.contains_key(&addr) {
+                            self.known.insert(addr, Known::new(now));
+                            new += 1;
+                        }
+                    }
+                    if new > 0 {
+                        self.emit(Event::Peers { new });
+                        self.dial().await;
+                    }
                 }
             }
             Message::Extended { .. } => {} // extensions we did not offer
@@ -1271,10 +1325,79 @@ impl MainLoop {
             self.disconnect(id, format!("silent for {limit} s")).await;
         }
         self.banned.retain(|_, ban| ban.until > now);
+        if now.duration_since(self.last_pex) >= self.config.pex_interval && !self.meta.private {
+            self.last_pex = now;
+            self.send_pex();
+        }
         self.update_progress();
         self.dial().await;
         if self.resume_dirty && now.duration_since(self.last_save) >= RESUME_INTERVAL {
             self.save_resume();
+        }
+    }
+
+    /// Tells each peer that speaks `ut_pex` which peers joined and left since
+    /// our last message to it. Only addresses peers listen on are shared:
+    /// those we dialled, and incoming peers that told us their port.
+    fn send_pex(&mut self) {
+        let listening: BTreeSet<SocketAddr> = self
+            .peers
+            .values()
+            .filter_map(|p| {
+                if p.outgoing {
+                    Some(p.addr)
+                } else {
+                    p.listen_port.map(|port| SocketAddr::new(p.addr.ip(), port))
+                }
+            })
+            .collect();
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            let Some(pex_id) = peer.pex_id else {
+                continue;
+            };
+            let own = if peer.outgoing {
+                Some(peer.addr)
+            } else {
+                peer.listen_port
+                    .map(|port| SocketAddr::new(peer.addr.ip(), port))
+            };
+            let now: BTreeSet<SocketAddr> = listening
+                .iter()
+                .filter(|a| Some(**a) != own)
+                .copied()
+                .collect();
+            let added: Vec<SocketAddr> = now
+                .difference(&peer.pex_sent)
+                .take(MAX_PEX_PEERS)
+                .copied()
+                .collect();
+            let dropped: Vec<SocketAddr> = peer
+                .pex_sent
+                .difference(&now)
+                .take(MAX_PEX_PEERS)
+                .copied()
+                .collect();
+            if added.is_empty() && dropped.is_empty() {
+                continue;
+            }
+            for a in &added {
+                peer.pex_sent.insert(*a);
+            }
+            for d in &dropped {
+                peer.pex_sent.remove(d);
+            }
+            let payload = Pex { added, dropped }.encode();
+            self.send(
+                id,
+                Message::Extended {
+                    id: pex_id,
+                    payload: payload.into(),
+                },
+            );
         }
     }
 

@@ -69,6 +69,8 @@ pub struct Config {
     pub keepalive: Duration,
     /// Drop a peer we have heard nothing from for this long.
     pub silence_limit: Duration,
+    /// How often peer exchange (BEP 11) messages go out; never for private torrents.
+    pub pex_interval: Duration,
 }
 
 impl Config {
@@ -84,6 +86,7 @@ impl Config {
             upload_slots: choker::SLOTS,
             keepalive: Duration::from_secs(90),
             silence_limit: Duration::from_secs(120),
+            pex_interval: Duration::from_secs(60),
         }
     }
 }

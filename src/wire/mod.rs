@@ -9,6 +9,7 @@
 //! which the connection is dropped.
 
 pub mod extension;
+pub mod pex;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};

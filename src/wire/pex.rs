@@ -1,0 +1,139 @@
+//! Peer exchange messages (BEP 11, `ut_pex`): a bencoded dictionary of
+//! compact addresses added and dropped since the last message.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use lava_torrent::bencode::BencodeElem;
+
+use crate::metainfo::bencode;
+
+/// Our extension id for `ut_pex` in the extension handshake's `m`.
+pub const UT_PEX: u8 = 1;
+/// At most this many addresses are taken from, or put in, one message.
+pub const MAX_PEX_PEERS: usize = 50;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pex {
+    pub added: Vec<SocketAddr>,
+    pub dropped: Vec<SocketAddr>,
+}
+
+fn compact(addrs: &[SocketAddr], v6: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for a in addrs {
+        match (a.ip(), v6) {
+            (IpAddr::V4(ip), false) => out.extend_from_slice(&ip.octets()),
+            (IpAddr::V6(ip), true) => out.extend_from_slice(&ip.octets()),
+            _ => continue,
+        }
+        out.extend_from_slice(&a.port().to_be_bytes());
+    }
+    out
+}
+
+fn parse(bytes: &[u8], v6: bool) -> Vec<SocketAddr> {
+    let size = if v6 { 18 } else { 6 };
+    bytes
+        .chunks_exact(size)
+        .take(MAX_PEX_PEERS)
+        .filter_map(|c| {
+            let ip: IpAddr = if v6 {
+                Ipv6Addr::from(<[u8; 16]>::try_from(&c[..16]).ok()?).into()
+            } else {
+                Ipv4Addr::new(c[0], c[1], c[2], c[3]).into()
+            };
+            let port = u16::from_be_bytes([c[size - 2], c[size - 1]]);
+            (port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, port))
+        })
+        .collect()
+}
+
+impl Pex {
+    pub fn encode(&self) -> Vec<u8> {
+        let added: Vec<SocketAddr> = self.added.iter().take(MAX_PEX_PEERS).copied().collect();
+        let mut top = HashMap::new();
+        let v4_count = added.iter().filter(|a| a.is_ipv4()).count();
+        top.insert(
+            "added".to_owned(),
+            BencodeElem::Bytes(compact(&added, false)),
+        );
+        top.insert("added.f".to_owned(), BencodeElem::Bytes(vec![0; v4_count]));
+        top.insert(
+            "added6".to_owned(),
+            BencodeElem::Bytes(compact(&added, true)),
+        );
+        top.insert(
+            "added6.f".to_owned(),
+            BencodeElem::Bytes(vec![0; added.len() - v4_count]),
+        );
+        top.insert(
+            "dropped".to_owned(),
+            BencodeElem::Bytes(compact(&self.dropped, false)),
+        );
+        top.insert(
+            "dropped6".to_owned(),
+            BencodeElem::Bytes(compact(&self.dropped, true)),
+        );
+        BencodeElem::Dictionary(top).encode()
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Pex, String> {
+        let scanned = bencode::scan_torrent(payload).map_err(|e| e.to_string())?;
+        let top = BencodeElem::from_bytes(&scanned.canonical)
+            .map_err(|e| e.to_string())?
+            .pop()
+            .ok_or("empty")?;
+        let bytes = |key: &str| -> Vec<u8> {
+            let value = match &top {
+                BencodeElem::Dictionary(d) => d.get(key),
+                BencodeElem::RawDictionary(d) => d.get(key.as_bytes()),
+                _ => None,
+            };
+            match value {
+                Some(BencodeElem::Bytes(b)) => b.clone(),
+                Some(BencodeElem::String(s)) => s.as_bytes().to_vec(),
+                _ => Vec::new(),
+            }
+        };
+        let mut added = parse(&bytes("added"), false);
+        added.extend(parse(&bytes("added6"), true));
+        added.truncate(MAX_PEX_PEERS);
+        let mut dropped = parse(&bytes("dropped"), false);
+        dropped.extend(parse(&bytes("dropped6"), true));
+        Ok(Pex { added, dropped })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_both_families() {
+        let pex = Pex {
+            added: vec![
+                "10.0.0.1:6881".parse().unwrap(),
+                "[2001:db8::1]:51413".parse().unwrap(),
+            ],
+            dropped: vec!["192.0.2.7:80".parse().unwrap()],
+        };
+        assert_eq!(Pex::decode(&pex.encode()).unwrap(), pex);
+    }
+
+    #[test]
+    fn caps_and_cleans_what_peers_send() {
+        let mut added = Vec::new();
+        for i in 0..200u8 {
+            added.extend_from_slice(&[10, 0, 0, i, 0x1a, 0xe1]);
+        }
+        added.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // nonsense entry
+        let mut payload = format!("d5:added{}:", added.len()).into_bytes();
+        payload.extend_from_slice(&added);
+        payload.extend_from_slice(b"7:droppedi5ee");
+        let pex = Pex::decode(&payload).unwrap();
+        assert_eq!(pex.added.len(), MAX_PEX_PEERS);
+        assert!(pex.dropped.is_empty());
+        assert!(Pex::decode(b"i1e").is_err());
+    }
+}
