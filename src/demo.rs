@@ -55,14 +55,11 @@ impl Demo {
         std::fs::write(content.join("numbers.txt"), numbers).map_err(io(&content))?;
         let mut noise =
             std::fs::File::create(content.join("more/noise.bin")).map_err(io(&content))?;
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::engine::Xorshift::new(0x9E37_79B9_7F4A_7C15);
         let mut block = vec![0u8; 1 << 20];
         for _ in 0..32 {
             for chunk in block.chunks_mut(8) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+                chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
             }
             noise.write_all(&block).map_err(io(&content))?;
         }

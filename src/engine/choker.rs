@@ -25,18 +25,19 @@ pub struct Candidate {
     pub rate: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Choker {
     optimistic: Option<PeerId>,
     optimistic_since: Option<Instant>,
-    rng: u64,
+    rng: super::Xorshift,
 }
 
 impl Choker {
     pub fn new(seed: u64) -> Choker {
         Choker {
-            rng: seed | 1,
-            ..Choker::default()
+            optimistic: None,
+            optimistic_since: None,
+            rng: super::Xorshift::new(seed),
         }
     }
 
@@ -60,7 +61,7 @@ impl Choker {
             self.optimistic = if rest.is_empty() {
                 None
             } else {
-                Some(rest[(self.next_random() % rest.len() as u64) as usize])
+                Some(rest[(self.rng.next_u64() % rest.len() as u64) as usize])
             };
             self.optimistic_since = Some(now);
         }
@@ -68,13 +69,6 @@ impl Choker {
             unchoked.insert(id);
         }
         unchoked
-    }
-
-    fn next_random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
     }
 }
 

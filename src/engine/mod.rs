@@ -42,6 +42,24 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
+/// A small, fast generator (xorshift64) for the picker's and choker's
+/// random choices and tracker shuffles: seeded by [`random_u64`].
+#[derive(Debug, Clone)]
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    pub fn new(seed: u64) -> Xorshift {
+        Xorshift(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 /// Commands queued from the outside; the queue is bounded.
 pub const COMMAND_QUEUE: usize = 64;
 /// Events a slow subscriber may fall behind by before it loses some.

@@ -62,7 +62,7 @@ pub struct Picker {
     availability: Vec<u32>,
     partial: BTreeMap<u32, Partial>,
     urgent: BTreeSet<u32>,
-    rng: u64,
+    rng: super::Xorshift,
 }
 
 impl Picker {
@@ -74,7 +74,7 @@ impl Picker {
             have,
             partial: BTreeMap::new(),
             urgent: BTreeSet::new(),
-            rng: seed | 1,
+            rng: super::Xorshift::new(seed),
         }
     }
 
@@ -272,19 +272,12 @@ impl Picker {
                 ties = 1;
             } else if availability == best_availability {
                 ties += 1;
-                if self.next_random() % ties == 0 {
+                if self.rng.next_u64() % ties == 0 {
                     best = Some(p);
                 }
             }
         }
         best
-    }
-
-    fn next_random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
     }
 
     fn block_mut(&mut self, block: BlockRef) -> Option<&mut Block> {

@@ -422,13 +422,10 @@ impl TrackerTask {
 
 /// Shuffles each tier in place (Fisher-Yates with a xorshift generator).
 pub fn shuffle_tiers(tiers: &mut [Vec<String>], seed: u64) {
-    let mut state = seed | 1;
+    let mut rng = super::Xorshift::new(seed);
     for tier in tiers {
         for i in (1..tier.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            tier.swap(i, (state % (i as u64 + 1)) as usize);
+            tier.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
     }
 }

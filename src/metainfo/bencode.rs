@@ -51,6 +51,29 @@ pub fn scan_torrent(input: &[u8]) -> Result<Scanned, SyntaxError> {
     })
 }
 
+/// Decodes a bencoded dictionary (any key order) into lava_torrent's values;
+/// for protocol messages (tracker responses, extension messages).
+pub fn decode_dict(input: &[u8]) -> Result<lava_torrent::bencode::BencodeElem, String> {
+    let scanned = scan_torrent(input).map_err(|e| e.to_string())?;
+    lava_torrent::bencode::BencodeElem::from_bytes(&scanned.canonical)
+        .map_err(|e| e.to_string())?
+        .pop()
+        .ok_or_else(|| "empty input".to_string())
+}
+
+/// Looks up `key` in a decoded dictionary (UTF-8 keys or raw ones).
+pub fn get<'a>(
+    dict: &'a lava_torrent::bencode::BencodeElem,
+    key: &str,
+) -> Option<&'a lava_torrent::bencode::BencodeElem> {
+    use lava_torrent::bencode::BencodeElem;
+    match dict {
+        BencodeElem::Dictionary(d) => d.get(key),
+        BencodeElem::RawDictionary(d) => d.get(key.as_bytes()),
+        _ => None,
+    }
+}
+
 /// Checks that `input` is exactly one bencoded value.
 pub fn check_value(input: &[u8]) -> Result<(), SyntaxError> {
     let mut scanner = Scanner {

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use lava_torrent::bencode::BencodeElem;
 use sha1::{Digest, Sha1};
 
+use bencode::get;
+
 /// Piece lengths above this are refused: a piece is hashed in one buffer, and
 /// no client makes pieces this large.
 pub const MAX_PIECE_LENGTH: u64 = 512 * 1024 * 1024;
@@ -252,15 +254,6 @@ impl Metainfo {
     pub fn piece_size(&self, index: u32) -> u64 {
         let start = index as u64 * self.piece_length;
         (self.total_length - start).min(self.piece_length)
-    }
-}
-
-/// Looks up `key` in a dictionary (UTF-8 keys or raw ones).
-fn get<'a>(dict: &'a BencodeElem, key: &str) -> Option<&'a BencodeElem> {
-    match dict {
-        BencodeElem::Dictionary(d) => d.get(key),
-        BencodeElem::RawDictionary(d) => d.get(key.as_bytes()),
-        _ => None,
     }
 }
 

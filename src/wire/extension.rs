@@ -44,16 +44,8 @@ impl ExtensionHandshake {
 
     /// Reads a peer's handshake; fields that are absent or mistyped are None.
     pub fn decode(payload: &[u8]) -> Result<ExtensionHandshake, String> {
-        let scanned = bencode::scan_torrent(payload).map_err(|e| e.to_string())?;
-        let top = BencodeElem::from_bytes(&scanned.canonical)
-            .map_err(|e| e.to_string())?
-            .pop()
-            .ok_or("empty")?;
-        let get = |key: &str| match &top {
-            BencodeElem::Dictionary(d) => d.get(key),
-            BencodeElem::RawDictionary(d) => d.get(key.as_bytes()),
-            _ => None,
-        };
+        let top = bencode::decode_dict(payload)?;
+        let get = |key: &str| bencode::get(&top, key);
         let int = |key: &str| match get(key) {
             Some(BencodeElem::Integer(n)) => Some(*n),
             _ => None,

@@ -79,18 +79,9 @@ impl Pex {
     }
 
     pub fn decode(payload: &[u8]) -> Result<Pex, String> {
-        let scanned = bencode::scan_torrent(payload).map_err(|e| e.to_string())?;
-        let top = BencodeElem::from_bytes(&scanned.canonical)
-            .map_err(|e| e.to_string())?
-            .pop()
-            .ok_or("empty")?;
+        let top = bencode::decode_dict(payload)?;
         let bytes = |key: &str| -> Vec<u8> {
-            let value = match &top {
-                BencodeElem::Dictionary(d) => d.get(key),
-                BencodeElem::RawDictionary(d) => d.get(key.as_bytes()),
-                _ => None,
-            };
-            match value {
+            match bencode::get(&top, key) {
                 Some(BencodeElem::Bytes(b)) => b.clone(),
                 Some(BencodeElem::String(s)) => s.as_bytes().to_vec(),
                 _ => Vec::new(),
