@@ -4,7 +4,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-make_torrent "$SCRATCH" 8000000
+make_torrent "$SCRATCH" 24000001
 start_opentracker "$(info_hash "$SCRATCH/content.torrent")"
 "$SWARMFS" -q create "$SCRATCH/content" -l 32k --no-date -f -o "$SCRATCH/content.torrent" \
     -t "http://127.0.0.1:$TRACKER_PORT/announce" >/dev/null
@@ -19,7 +19,7 @@ mnt="$SCRATCH/mnt"
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,bind=127.0.0.1"
 pid=$(swarmfs_pid "$mnt")
 track_pid "$pid"
-aria2c --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false \
+aria2c --interface=127.0.0.1 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false \
     --summary-interval=0 --console-log-level=warn --seed-time=0 --dir="$SCRATCH/aria2" \
     --listen-port="$(free_port)" "$SCRATCH/content.torrent" >"$SCRATCH/aria2.log" 2>&1 &
 aria=$!

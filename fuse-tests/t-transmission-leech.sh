@@ -10,7 +10,7 @@ make_netns_pair "$a" "$b"
 in_a=(nsenter --net="/run/netns/$a")
 in_b=(nsenter --net="/run/netns/$b")
 
-make_torrent "$SCRATCH" 3000000
+make_torrent "$SCRATCH" 20000001
 chmod 755 "$SCRATCH"
 info_hash "$SCRATCH/content.torrent" >"$SCRATCH/whitelist"
 printf 'access.whitelist %s\ntracker.rootdir /\n' "$SCRATCH/whitelist" >"$SCRATCH/opentracker.conf"

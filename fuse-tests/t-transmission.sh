@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-make_torrent "$SCRATCH" 3000000
+make_torrent "$SCRATCH" 20000001
 mkdir -p "$SCRATCH/tr"
 cat >"$SCRATCH/tr/settings.json" <<'JSON'
 {"dht-enabled": false, "lpd-enabled": false, "pex-enabled": false,
