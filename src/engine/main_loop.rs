@@ -757,8 +757,21 @@ impl MainLoop {
             Some("stopped")
         } else if self.banned.contains_key(&addr) || self.banned_ids.contains(&theirs.peer_id) {
             Some("banned")
-        } else if self.peers.values().any(|p| p.peer_id == theirs.peer_id) {
-            Some("already connected")
+        } else if let Some((&old_id, old)) =
+            self.peers.iter().find(|(_, p)| p.peer_id == theirs.peer_id)
+        {
+            if replaces_existing(
+                &self.handshake.peer_id,
+                &theirs.peer_id,
+                outgoing,
+                old.outgoing,
+            ) {
+                self.disconnect(old_id, "replaced by a simultaneous connection".into())
+                    .await;
+                None
+            } else {
+                Some("already connected")
+            }
         } else if self.peers.len() >= self.config.max_peers {
             Some("connection limit reached")
         } else {
@@ -1479,6 +1492,20 @@ impl Known {
     }
 }
 
+/// Two peers that dial each other at once end up with two connections, and
+/// each must keep the same one, or each drops the one the other kept: both
+/// keep the connection opened by the side with the lower peer id. Does a new
+/// connection (`new_outgoing`: we dialled it) replace the existing one?
+fn replaces_existing(
+    ours: &[u8; 20],
+    theirs: &[u8; 20],
+    new_outgoing: bool,
+    old_outgoing: bool,
+) -> bool {
+    let keep_outgoing = ours < theirs;
+    new_outgoing == keep_outgoing && old_outgoing != keep_outgoing
+}
+
 async fn accept_loop(
     listener: TcpListener,
     ours: Handshake,
@@ -1545,5 +1572,41 @@ impl RateWindow {
     pub fn recent_rate(&self) -> u64 {
         let previous = (self.current + Self::SECONDS - 1) % Self::SECONDS;
         (self.buckets[self.current] + self.buckets[previous]) / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replaces_existing;
+
+    #[test]
+    fn both_ends_keep_the_same_of_two_simultaneous_connections() {
+        let (low, high) = ([1u8; 20], [2u8; 20]);
+        // Connection X is dialled by `low`, Y by `high`; either may arrive
+        // second at either end. Each end's kept connection after both arrive:
+        for x_first_at_low in [true, false] {
+            for x_first_at_high in [true, false] {
+                // At `low`, X is outgoing and Y incoming.
+                let low_keeps_x = if x_first_at_low {
+                    !replaces_existing(&low, &high, false, true) // Y arrives second
+                } else {
+                    replaces_existing(&low, &high, true, false) // X arrives second
+                };
+                // At `high`, X is incoming and Y outgoing.
+                let high_keeps_x = if x_first_at_high {
+                    !replaces_existing(&high, &low, true, false)
+                } else {
+                    replaces_existing(&high, &low, false, true)
+                };
+                assert_eq!(
+                    low_keeps_x, high_keeps_x,
+                    "{x_first_at_low} {x_first_at_high}"
+                );
+                assert!(low_keeps_x, "the lower id's connection is the one kept");
+            }
+        }
+        // A second connection in the same direction never replaces the first.
+        assert!(!replaces_existing(&low, &high, true, true));
+        assert!(!replaces_existing(&low, &high, false, false));
     }
 }
