@@ -6,7 +6,7 @@
 //! reports peers and errors to the main loop, and retries failures with
 //! exponential backoff; nothing a tracker does stops the torrent.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metainfo::{bencode, InfoHash};
+use crate::wire::compact::decode_peers;
 
 /// Interval to use when a tracker gives none, or an absurd one.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1800);
@@ -188,10 +189,11 @@ pub fn parse_response(body: &[u8]) -> Result<AnnounceResponse, ParseError> {
     };
     let mut peers = Vec::new();
     match get("peers") {
-        Some(BencodeElem::Bytes(b)) => peers
-            .extend(compact_v4(b).ok_or_else(|| bad("compact peers not a multiple of 6 bytes"))?),
+        Some(BencodeElem::Bytes(b)) => peers.extend(
+            decode_peers(b, false).ok_or_else(|| bad("compact peers not a multiple of 6 bytes"))?,
+        ),
         Some(BencodeElem::String(s)) => peers.extend(
-            compact_v4(s.as_bytes())
+            decode_peers(s.as_bytes(), false)
                 .ok_or_else(|| bad("compact peers not a multiple of 6 bytes"))?,
         ),
         Some(BencodeElem::List(list)) => peers.extend(list.iter().filter_map(dictionary_peer)),
@@ -199,10 +201,12 @@ pub fn parse_response(body: &[u8]) -> Result<AnnounceResponse, ParseError> {
         None => {}
     }
     match get("peers6") {
-        Some(BencodeElem::Bytes(b)) => peers
-            .extend(compact_v6(b).ok_or_else(|| bad("compact peers6 not a multiple of 18 bytes"))?),
+        Some(BencodeElem::Bytes(b)) => peers.extend(
+            decode_peers(b, true)
+                .ok_or_else(|| bad("compact peers6 not a multiple of 18 bytes"))?,
+        ),
         Some(BencodeElem::String(s)) => peers.extend(
-            compact_v6(s.as_bytes())
+            decode_peers(s.as_bytes(), true)
                 .ok_or_else(|| bad("compact peers6 not a multiple of 18 bytes"))?,
         ),
         _ => {}
@@ -213,42 +217,6 @@ pub fn parse_response(body: &[u8]) -> Result<AnnounceResponse, ParseError> {
         peers,
         warning: get("warning message").and_then(text),
     })
-}
-
-fn compact_v4(bytes: &[u8]) -> Option<Vec<SocketAddr>> {
-    if bytes.len() % 6 != 0 {
-        return None;
-    }
-    Some(
-        bytes
-            .chunks_exact(6)
-            .map(|c| {
-                let ip = Ipv4Addr::new(c[0], c[1], c[2], c[3]);
-                SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([c[4], c[5]]))
-            })
-            .filter(|a| a.port() != 0)
-            .collect(),
-    )
-}
-
-fn compact_v6(bytes: &[u8]) -> Option<Vec<SocketAddr>> {
-    if bytes.len() % 18 != 0 {
-        return None;
-    }
-    Some(
-        bytes
-            .chunks_exact(18)
-            .map(|c| {
-                let mut octets = [0u8; 16];
-                octets.copy_from_slice(&c[..16]);
-                SocketAddr::new(
-                    IpAddr::V6(Ipv6Addr::from(octets)),
-                    u16::from_be_bytes([c[16], c[17]]),
-                )
-            })
-            .filter(|a| a.port() != 0)
-            .collect(),
-    )
 }
 
 /// A peer in the original (non-compact) form: `{ip, port, peer id}`.

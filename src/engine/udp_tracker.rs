@@ -9,7 +9,7 @@
 //! dead tracker never holds up the others for long.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -142,20 +142,13 @@ impl UdpTrackers {
             }
         };
         let interval = u32::from_be_bytes(reply[8..12].try_into().expect("20 bytes checked"));
-        // Peers come in the address family of the tracker's socket.
-        let peer_len = if addr.is_ipv4() { 6 } else { 18 };
-        let peers = reply[20..]
-            .chunks_exact(peer_len)
-            .filter_map(|c| {
-                let ip: IpAddr = if peer_len == 6 {
-                    Ipv4Addr::new(c[0], c[1], c[2], c[3]).into()
-                } else {
-                    Ipv6Addr::from(<[u8; 16]>::try_from(&c[..16]).ok()?).into()
-                };
-                let port = u16::from_be_bytes([c[peer_len - 2], c[peer_len - 1]]);
-                (port != 0).then_some(SocketAddr::new(ip, port))
-            })
-            .collect();
+        // Peers come in the address family of the tracker's socket; a
+        // trailing partial entry is ignored.
+        let v6 = addr.is_ipv6();
+        let size = if v6 { 18 } else { 6 };
+        let whole = (reply.len() - 20) / size * size;
+        let peers =
+            crate::wire::compact::decode_peers(&reply[20..20 + whole], v6).unwrap_or_default();
         Ok(AnnounceResponse {
             interval: Duration::from_secs(interval.max(1) as u64),
             min_interval: None,

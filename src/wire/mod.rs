@@ -8,6 +8,7 @@
 //! and be at most [`MAX_BLOCK`] long. Any violation is a [`WireError`], after
 //! which the connection is dropped.
 
+pub mod compact;
 pub mod extension;
 pub mod pex;
 

@@ -2,10 +2,11 @@
 //! compact addresses added and dropped since the last message.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use lava_torrent::bencode::BencodeElem;
 
+use super::compact::{decode_peers, encode_peers};
 use crate::metainfo::bencode;
 
 /// Our extension id for `ut_pex` in the extension handshake's `m`.
@@ -19,33 +20,14 @@ pub struct Pex {
     pub dropped: Vec<SocketAddr>,
 }
 
-fn compact(addrs: &[SocketAddr], v6: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    for a in addrs {
-        match (a.ip(), v6) {
-            (IpAddr::V4(ip), false) => out.extend_from_slice(&ip.octets()),
-            (IpAddr::V6(ip), true) => out.extend_from_slice(&ip.octets()),
-            _ => continue,
-        }
-        out.extend_from_slice(&a.port().to_be_bytes());
-    }
-    out
-}
-
+/// Addresses of one family from a PEX field: at most [`MAX_PEX_PEERS`],
+/// none of them unspecified; a malformed field counts as empty.
 fn parse(bytes: &[u8], v6: bool) -> Vec<SocketAddr> {
-    let size = if v6 { 18 } else { 6 };
-    bytes
-        .chunks_exact(size)
+    decode_peers(bytes, v6)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| !a.ip().is_unspecified())
         .take(MAX_PEX_PEERS)
-        .filter_map(|c| {
-            let ip: IpAddr = if v6 {
-                Ipv6Addr::from(<[u8; 16]>::try_from(&c[..16]).ok()?).into()
-            } else {
-                Ipv4Addr::new(c[0], c[1], c[2], c[3]).into()
-            };
-            let port = u16::from_be_bytes([c[size - 2], c[size - 1]]);
-            (port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, port))
-        })
         .collect()
 }
 
@@ -56,12 +38,12 @@ impl Pex {
         let v4_count = added.iter().filter(|a| a.is_ipv4()).count();
         top.insert(
             "added".to_owned(),
-            BencodeElem::Bytes(compact(&added, false)),
+            BencodeElem::Bytes(encode_peers(&added, false)),
         );
         top.insert("added.f".to_owned(), BencodeElem::Bytes(vec![0; v4_count]));
         top.insert(
             "added6".to_owned(),
-            BencodeElem::Bytes(compact(&added, true)),
+            BencodeElem::Bytes(encode_peers(&added, true)),
         );
         top.insert(
             "added6.f".to_owned(),
@@ -69,11 +51,11 @@ impl Pex {
         );
         top.insert(
             "dropped".to_owned(),
-            BencodeElem::Bytes(compact(&self.dropped, false)),
+            BencodeElem::Bytes(encode_peers(&self.dropped, false)),
         );
         top.insert(
             "dropped6".to_owned(),
-            BencodeElem::Bytes(compact(&self.dropped, true)),
+            BencodeElem::Bytes(encode_peers(&self.dropped, true)),
         );
         BencodeElem::Dictionary(top).encode()
     }
