@@ -365,28 +365,27 @@ impl EngineHandle {
         self.commands.try_send(command).is_ok()
     }
 
-    pub async fn stats(&self) -> Option<Stats> {
+    /// Sends a query and waits for its answer; `None` when the engine has ended.
+    async fn ask<T>(&self, query: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Stats(tx)).await;
+        self.send(query(tx)).await;
         rx.await.ok()
+    }
+
+    pub async fn stats(&self) -> Option<Stats> {
+        self.ask(Command::Stats).await
     }
 
     pub async fn peers(&self) -> Option<Vec<PeerInfo>> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Peers(tx)).await;
-        rx.await.ok()
+        self.ask(Command::Peers).await
     }
 
     pub async fn known(&self) -> Option<Vec<SocketAddr>> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Known(tx)).await;
-        rx.await.ok()
+        self.ask(Command::Known).await
     }
 
     pub async fn bans(&self) -> Option<Vec<BanInfo>> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Bans(tx)).await;
-        rx.await.ok()
+        self.ask(Command::Bans).await
     }
 }
 
