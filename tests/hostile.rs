@@ -13,6 +13,16 @@ use swarmfs::metainfo::Metainfo;
 
 use common::{config, logger};
 
+/// Our side of a handshake, made by the library's own encoder.
+fn handshake(reserved: [u8; 8], info_hash: [u8; 20], peer_id: &[u8; 20]) -> [u8; 68] {
+    swarmfs::wire::Handshake {
+        reserved,
+        info_hash: swarmfs::metainfo::InfoHash(info_hash),
+        peer_id: *peer_id,
+    }
+    .encode()
+}
+
 #[derive(Clone, Copy)]
 enum Behaviour {
     /// Claims every piece and answers requests with garbage of the right length.
@@ -50,12 +60,7 @@ fn serve(
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut theirs = [0u8; 68];
     s.read_exact(&mut theirs)?;
-    let mut hs = vec![19u8];
-    hs.extend_from_slice(b"BitTorrent protocol");
-    hs.extend_from_slice(&[0; 8]);
-    hs.extend_from_slice(&info_hash);
-    hs.extend_from_slice(b"-XX0001-hostilepeer0");
-    s.write_all(&hs)?;
+    s.write_all(&handshake([0; 8], info_hash, b"-XX0001-hostilepeer0"))?;
     // A full bitfield with clean spare bits.
     let mut bits = vec![0xffu8; pieces.div_ceil(8)];
     if pieces % 8 != 0 {
@@ -198,12 +203,8 @@ fn leech_with(
 ) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut hs = vec![19u8];
-    hs.extend_from_slice(b"BitTorrent protocol");
-    hs.extend_from_slice(&reserved);
-    hs.extend_from_slice(&meta.info_hash.0);
-    hs.extend_from_slice(peer_id);
-    s.write_all(&hs).unwrap();
+    s.write_all(&handshake(reserved, meta.info_hash.0, peer_id))
+        .unwrap();
     let mut theirs = [0u8; 68];
     s.read_exact(&mut theirs).unwrap();
     s.write_all(&[0, 0, 0, 1, 2]).unwrap(); // interested
@@ -277,12 +278,12 @@ fn requests_while_choked_are_ignored() {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();
-    let mut hs = vec![19u8];
-    hs.extend_from_slice(b"BitTorrent protocol");
-    hs.extend_from_slice(&[0; 8]);
-    hs.extend_from_slice(&meta.info_hash.0);
-    hs.extend_from_slice(b"-XX0001-chokedpeer00");
-    s.write_all(&hs).unwrap();
+    s.write_all(&handshake(
+        [0; 8],
+        meta.info_hash.0,
+        b"-XX0001-chokedpeer00",
+    ))
+    .unwrap();
     let mut theirs = [0u8; 68];
     s.read_exact(&mut theirs).unwrap();
     // A request without being unchoked: no piece may come back.
@@ -360,12 +361,12 @@ fn a_peers_reqq_caps_our_outstanding_requests() {
             0,
             "swarmfs advertises the extension protocol"
         );
-        let mut hs = vec![19u8];
-        hs.extend_from_slice(b"BitTorrent protocol");
-        hs.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0]);
-        hs.extend_from_slice(&info_hash);
-        hs.extend_from_slice(b"-XX0001-reqqtwopeer0");
-        s.write_all(&hs).unwrap();
+        s.write_all(&handshake(
+            [0, 0, 0, 0, 0, 0x10, 0, 0],
+            info_hash,
+            b"-XX0001-reqqtwopeer0",
+        ))
+        .unwrap();
         let ext = b"d1:md6:ut_fooi7ee4:reqqi2e1:v9:TinyPeer1e";
         let mut msg = ((ext.len() + 2) as u32).to_be_bytes().to_vec();
         msg.extend_from_slice(&[20, 0]);
@@ -502,12 +503,8 @@ fn allowed_fast_pieces_are_requested_while_choked() {
             0,
             "swarmfs advertises the fast extension"
         );
-        let mut hs = vec![19u8];
-        hs.extend_from_slice(b"BitTorrent protocol");
-        hs.extend_from_slice(&FAST);
-        hs.extend_from_slice(&info_hash);
-        hs.extend_from_slice(b"-XX0001-fastseeder00");
-        s.write_all(&hs).unwrap();
+        s.write_all(&handshake(FAST, info_hash, b"-XX0001-fastseeder00"))
+            .unwrap();
         s.write_all(&[0, 0, 0, 1, 14]).unwrap(); // have all
         s.write_all(&[0, 0, 0, 5, 17, 0, 0, 0, 3]).unwrap(); // allowed fast: 3
         let mut requested = Vec::new();
