@@ -78,7 +78,39 @@ make_torrent() {
     head -c "$((size / 2 - 7))" /dev/urandom >"$dir/content/sub/two.bin"
     printf 'tiny\n' >"$dir/content/sub/three.txt"
     : >"$dir/content/empty"
+    create_torrent "$dir" "$@"
+}
+
+# (Re)makes $1/content.torrent of $1/content; extra arguments go to
+# `swarmfs create`. Trackers are outside the info dictionary, so adding one
+# keeps the info-hash.
+create_torrent() {
+    local dir=$1; shift
     "$SWARMFS" -q create "$dir/content" -l 32k --no-date -f -o "$dir/content.torrent" "$@" >/dev/null
+}
+
+# make_tracked_torrent SIZE SCHEME: content and torrent as make_torrent, an
+# opentracker serving it (TRACKER_PORT), and the torrent naming that tracker
+# over SCHEME: http (.../announce) or udp.
+make_tracked_torrent() {
+    make_torrent "$SCRATCH" "$1"
+    start_opentracker "$(info_hash "$SCRATCH/content.torrent")"
+    case "$2" in
+        http) create_torrent "$SCRATCH" -t "http://127.0.0.1:$TRACKER_PORT/announce" ;;
+        udp) create_torrent "$SCRATCH" -t "udp://127.0.0.1:$TRACKER_PORT" ;;
+        *) fail "make_tracked_torrent: unknown scheme $2" ;;
+    esac
+}
+
+# A libtorrent seeder of the content in $SCRATCH, announcing to the
+# torrent's trackers; sets LT_SEEDER (its PID) once it seeds.
+start_lt_seeder() {
+    /usr/bin/python3 "$LT_PEER" seed "$SCRATCH/content.torrent" "$SCRATCH" "$(free_port)" 300 \
+        >"$SCRATCH/lt-seed.log" 2>&1 &
+    LT_SEEDER=$!
+    track_pid "$LT_SEEDER"
+    wait_until 20 grep -qs seeding "$SCRATCH/lt-seed.log" ||
+        fail "libtorrent did not seed: $(tail -3 "$SCRATCH/lt-seed.log")"
 }
 
 # A swarmfs seeder of $1 (torrent) over data dir $2 on a free port, which

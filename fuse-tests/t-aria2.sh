@@ -4,10 +4,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-make_torrent "$SCRATCH" 20000001
-start_opentracker "$(info_hash "$SCRATCH/content.torrent")"
-"$SWARMFS" -q create "$SCRATCH/content" -l 32k --no-date -f -o "$SCRATCH/content.torrent" \
-    -t "http://127.0.0.1:$TRACKER_PORT/announce" >/dev/null
+make_tracked_torrent 20000001 http
 aria=(aria2c --interface=127.0.0.1 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false
     --enable-peer-exchange=false --summary-interval=0 --console-log-level=warn)
 

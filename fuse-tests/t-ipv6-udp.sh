@@ -4,17 +4,10 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-make_torrent "$SCRATCH" 3000000
-start_opentracker "$(info_hash "$SCRATCH/content.torrent")"
-"$SWARMFS" -q create "$SCRATCH/content" -l 32k --no-date -f -o "$SCRATCH/content.torrent" \
-    -t "udp://127.0.0.1:$TRACKER_PORT" >/dev/null
+make_tracked_torrent 3000000 udp
 
 # 1. UDP tracker: nothing else introduces the mount to the seeder.
-/usr/bin/python3 "$LT_PEER" seed "$SCRATCH/content.torrent" "$SCRATCH" "$(free_port)" 300 \
-    >"$SCRATCH/lt-seed.log" 2>&1 &
-seeder=$!
-track_pid "$seeder"
-wait_until 20 grep -qs seeding "$SCRATCH/lt-seed.log" || fail "libtorrent did not seed"
+start_lt_seeder
 mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"
 port=$(free_port)
@@ -23,7 +16,7 @@ pid=$(swarmfs_pid "$mnt")
 track_pid "$pid"
 wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "nothing through the UDP tracker: $(cat "$mnt/stats")"
 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs (UDP tracker)"
-kill "$seeder"
+kill "$LT_SEEDER"
 
 # 2. IPv6: a libtorrent leecher on ::1, without trackers, dials the mount at
 #    [::1] (it listens on [::], both families): IPv6 is the only way.

@@ -4,15 +4,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-make_torrent "$SCRATCH" 24000001
-start_opentracker "$(info_hash "$SCRATCH/content.torrent")"
-"$SWARMFS" -q create "$SCRATCH/content" -l 32k --no-date -f -o "$SCRATCH/content.torrent" \
-    -t "http://127.0.0.1:$TRACKER_PORT/announce" >/dev/null
+make_tracked_torrent 24000001 http
 
-/usr/bin/python3 "$LT_PEER" seed "$SCRATCH/content.torrent" "$SCRATCH" "$(free_port)" 300 \
-    >"$SCRATCH/lt-seed.log" 2>&1 &
-track_pid $!
-wait_until 20 grep -qs seeding "$SCRATCH/lt-seed.log" || fail "libtorrent did not seed"
+start_lt_seeder
 
 mkdir "$SCRATCH/data" "$SCRATCH/aria2" "$SCRATCH/lt"
 mnt="$SCRATCH/mnt"

@@ -5,17 +5,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-make_torrent "$SCRATCH" 6000000
-start_opentracker "$(info_hash "$SCRATCH/content.torrent")"
-tport=$TRACKER_PORT
-
-# The same content, now naming the tracker (the info-hash does not change).
-"$SWARMFS" -q create "$SCRATCH/content" -l 32k --no-date -f -o "$SCRATCH/content.torrent" \
-    -t "http://127.0.0.1:$tport/announce" >/dev/null
-lport=$(free_port)
-/usr/bin/python3 "$LT_PEER" seed "$SCRATCH/content.torrent" "$SCRATCH" "$lport" 300 >"$SCRATCH/lt.log" 2>&1 &
-track_pid $!
-wait_until 20 grep -qs seeding "$SCRATCH/lt.log" || fail "libtorrent did not seed: $(tail -3 "$SCRATCH/lt.log")"
+make_tracked_torrent 6000000 http
+start_lt_seeder
 
 mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"

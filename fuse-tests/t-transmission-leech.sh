@@ -17,8 +17,7 @@ printf 'access.whitelist %s\ntracker.rootdir /\n' "$SCRATCH/whitelist" >"$SCRATC
 chmod 644 "$SCRATCH/whitelist" "$SCRATCH/opentracker.conf"
 "${in_a[@]}" opentracker -f "$SCRATCH/opentracker.conf" -i 198.18.0.1 -p 6969 -P 6969 >"$SCRATCH/opentracker.log" 2>&1 &
 track_pid $!
-"$SWARMFS" -q create "$SCRATCH/content" -l 32k --no-date -f -o "$SCRATCH/content.torrent" \
-    -t "http://198.18.0.1:6969/announce" >/dev/null
+create_torrent "$SCRATCH" -t "http://198.18.0.1:6969/announce"
 
 # The mount seeds from the complete content, inside namespace A.
 mnt="$SCRATCH/mnt"
