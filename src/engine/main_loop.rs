@@ -872,7 +872,9 @@ impl MainLoop {
     /// Queues a message for a peer; a peer whose queue is full is dropped.
     fn send(&mut self, id: PeerId, message: Message) {
         if let Some(peer) = self.peers.get(&id) {
-            if peer.control.try_send(message).is_err() {
+            // A closed queue means the peer's tasks already ended; their
+            // own reason is on its way and is the one worth reporting.
+            if let Err(mpsc::error::TrySendError::Full(_)) = peer.control.try_send(message) {
                 self.doomed.push((id, "not reading its messages".into()));
             }
         }
