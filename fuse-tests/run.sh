@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs each fuse-tests/t-*.sh end-to-end test with a time limit, in its own
 # scratch directory, and prints one line per test and a summary.
+# `run.sh t-aria2 t-stream` runs just those.
 #
 # Each test gets: SWARMFS (the release binary), SCRATCH (a fresh directory,
 # removed afterwards) and the helpers in fuse-tests/lib.sh. A test passes
@@ -15,7 +16,12 @@ export SWARMFS="$root/target/release/swarmfs"
 
 passed=0
 failed=0
-for test in "$here"/t-*.sh; do
+tests=("$here"/t-*.sh)
+if [ $# -gt 0 ]; then
+    tests=()
+    for name in "$@"; do tests+=("$here/${name%.sh}.sh"); done
+fi
+for test in "${tests[@]}"; do
     [ -e "$test" ] || continue
     name="$(basename "$test" .sh)"
     SCRATCH="$(mktemp -d "/tmp/swarmfs-$name.XXXXXX")"

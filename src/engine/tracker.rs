@@ -117,6 +117,37 @@ pub fn announce_url(base: &str, request: &AnnounceRequest) -> String {
     url
 }
 
+/// The system's CA bundle on Debian and its kin.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The certificates an https:// tracker must chain to, read once: the PEM
+/// file named by `SSL_CERT_FILE` (the variable OpenSSL and curl honour),
+/// else the system bundle, so local CAs work as they do for other clients,
+/// else the Mozilla roots built into the binary.
+fn tls_roots() -> &'static ureq::tls::RootCerts {
+    static ROOTS: std::sync::OnceLock<ureq::tls::RootCerts> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let path = std::env::var_os("SSL_CERT_FILE")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| SYSTEM_CA_BUNDLE.into());
+        std::fs::read(&path)
+            .ok()
+            .and_then(|pem| certificates_in(&pem))
+            .unwrap_or(ureq::tls::RootCerts::WebPki)
+    })
+}
+
+/// The certificates in a PEM file, or None if it holds none.
+fn certificates_in(pem: &[u8]) -> Option<ureq::tls::RootCerts> {
+    let certs: Vec<_> = ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    (!certs.is_empty()).then(|| ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
 /// One blocking HTTP(S) announce.
 pub fn announce_http(
     base: &str,
@@ -128,6 +159,11 @@ pub fn announce_http(
         message,
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(tls_roots().clone())
+                .build(),
+        )
         .timeout_global(Some(ANNOUNCE_TIMEOUT))
         .http_status_as_error(false)
         .user_agent(concat!("swarmfs/", env!("CARGO_PKG_VERSION")))
@@ -401,6 +437,14 @@ pub fn shuffle_tiers(tiers: &mut [Vec<String>], seed: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pem_file_without_certificates_trusts_nothing_from_it() {
+        assert!(certificates_in(b"").is_none());
+        assert!(certificates_in(b"not pem at all").is_none());
+        let key_only = b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n";
+        assert!(certificates_in(key_only).is_none());
+    }
 
     #[test]
     fn tiers_are_shuffled_within_but_never_across() {
