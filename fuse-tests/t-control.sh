@@ -82,6 +82,7 @@ id=$(ls "$mnt/peers" | grep -E '^[0-9]+$' | head -1)
 [ -n "$id" ] || fail "no peer directory: $(ls "$mnt/peers")"
 grep -qx "addr 127.0.0.1:$port" "$mnt/peers/$id/state" || fail "state: $(cat "$mnt/peers/$id/state")"
 grep -q '^client swarmfs' "$mnt/peers/$id/state" || fail "client: $(cat "$mnt/peers/$id/state")"
+grep -qx 'client 1 swarmfs [0-9.]*' "$mnt/stats" || fail "stats clients: $(grep client "$mnt/stats")"
 grep -qx "127.0.0.1:$port" "$mnt/peers/list" || fail "peers/list: $(cat "$mnt/peers/list")"
 expect_eq "peers/bad" "" "$(cat "$mnt/peers/bad")"
 

@@ -31,6 +31,7 @@ have=$(stat_of "$mnt" have)
 id=$(ls "$mnt/peers" | grep -E '^[0-9]+$' | head -1)
 [ -n "$id" ] || fail "no peer connected"
 grep -q '^client libtorrent' "$mnt/peers/$id/state" || fail "client: $(grep client "$mnt/peers/$id/state")"
+grep -q '^client 1 libtorrent/' "$mnt/stats" || fail "stats clients: $(grep client "$mnt/stats")"
 
 # A full sequential read of a file still downloading equals the source.
 timeout 120 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs"

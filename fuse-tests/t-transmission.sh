@@ -1,6 +1,6 @@
 # A mount downloading from a real Transmission seeder (transmission-cli 3.00,
 # DHT, local discovery, PEX, uTP and port mapping off): bytes compared, and
-# peers/ID/state names the client. swarmfs dials Transmission on 127.0.0.1
+# peers/ID/state and stats name the client. swarmfs dials Transmission on 127.0.0.1
 # (Transmission itself makes no connections to loopback peers).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -27,6 +27,7 @@ track_pid "$pid"
 wait_until 10 bash -c "ls '$mnt/peers' | grep -qE '^[0-9]+$'" || fail "Transmission did not connect"
 id=$(ls "$mnt/peers" | grep -E '^[0-9]+$' | head -1)
 grep -q '^client Transmission' "$mnt/peers/$id/state" || fail "client: $(grep client "$mnt/peers/$id/state")"
+grep -q '^client 1 Transmission' "$mnt/stats" || fail "stats clients: $(grep client "$mnt/stats")"
 timeout 60 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs (Transmission)"
 timeout 60 cmp "$SCRATCH/content/sub/two.bin" "$mnt/files/content/sub/two.bin" || fail "two.bin differs (Transmission)"
 wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "not complete: $(cat "$mnt/stats")"

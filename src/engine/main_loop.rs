@@ -643,7 +643,19 @@ impl MainLoop {
             up_limit: self.config.up_limit,
             down_limit: self.config.down_limit,
             listen: self.listen,
+            clients: self.client_counts(),
         }
+    }
+
+    fn client_counts(&self) -> Vec<(String, usize)> {
+        let mut counts = BTreeMap::<&str, usize>::new();
+        for p in self.peers.values() {
+            *counts.entry(p.client.as_str()).or_default() += 1;
+        }
+        let mut clients: Vec<_> = counts.into_iter().map(|(c, n)| (c.to_owned(), n)).collect();
+        // Stable: equal counts stay in name order.
+        clients.sort_by(|a, b| b.1.cmp(&a.1));
+        clients
     }
 
     fn peer_infos(&self) -> Vec<PeerInfo> {

@@ -222,6 +222,9 @@ pub struct Stats {
     pub down_limit: u64,
     /// Where we accept peers, if we do.
     pub listen: Option<SocketAddr>,
+    /// The connected peers' client names and how many run each, most
+    /// common first.
+    pub clients: Vec<(String, usize)>,
 }
 
 #[derive(Debug, Clone)]

@@ -37,6 +37,10 @@ pub fn stats(s: &Stats) -> String {
         s.up_limit,
         s.down_limit,
     );
+    // Last, and the name last on its line: client names hold spaces.
+    for (client, count) in &s.clients {
+        let _ = writeln!(out, "client {count} {}", one_line(client));
+    }
     out
 }
 
@@ -177,12 +181,18 @@ mod tests {
             up_limit: 0,
             down_limit: 1024,
             listen: None,
+            clients: vec![
+                ("libtorrent/2.0.8.0".into(), 2),
+                ("Transmission 3.00".into(), 1),
+            ],
         };
         let text = stats(&s);
         assert!(text.starts_with("name n\ninfohash abab"));
         assert!(text.contains("\npieces 4/10\n"));
         assert!(text.contains("\neta -\n"));
-        assert!(text.ends_with("up_limit 0\ndown_limit 1024\n"));
+        assert!(text.ends_with(
+            "up_limit 0\ndown_limit 1024\nclient 2 libtorrent/2.0.8.0\nclient 1 Transmission 3.00\n"
+        ));
         assert_eq!(ctl(&s), "up 0\ndown 1024\nstart\n");
     }
 }
