@@ -103,13 +103,15 @@ make_tracked_torrent() {
 }
 
 # A libtorrent seeder of the content in $SCRATCH, announcing to the
-# torrent's trackers; sets LT_SEEDER (its PID) once it seeds.
+# torrent's trackers; sets LT_SEEDER (its PID) and LT_SEEDER_PORT once it
+# seeds.
 start_lt_seeder() {
-    /usr/bin/python3 "$LT_PEER" seed "$SCRATCH/content.torrent" "$SCRATCH" "$(free_port)" 300 \
+    LT_SEEDER_PORT=$(free_port)
+    /usr/bin/python3 "$LT_PEER" seed "$SCRATCH/content.torrent" "$SCRATCH" "$LT_SEEDER_PORT" 300 \
         >"$SCRATCH/lt-seed.log" 2>&1 &
     LT_SEEDER=$!
     track_pid "$LT_SEEDER"
-    wait_until 20 grep -qs seeding "$SCRATCH/lt-seed.log" ||
+    wait_until 20 grep -qsx ready "$SCRATCH/lt-seed.log" ||
         fail "libtorrent did not seed: $(tail -3 "$SCRATCH/lt-seed.log")"
 }
 
@@ -126,10 +128,11 @@ start_seeder() {
 
 # mount_swarmfs TORRENT MNT OPTIONS: mounts in the background (the default
 # mode) and fails the test when it does not report the mount ready.
+# SWARMFS_FLAGS (e.g. -v for debug logs) go before the arguments.
 mount_swarmfs() {
     mkdir -p "$2"
     track_mount "$2"
-    "$SWARMFS" "$1" "$2" -o "$3,log=$SCRATCH/swarmfs.log" || fail "mount failed: $(tail -5 "$SCRATCH/swarmfs.log")"
+    "$SWARMFS" ${SWARMFS_FLAGS:-} "$1" "$2" -o "$3,log=$SCRATCH/swarmfs.log" || fail "mount failed: $(tail -5 "$SCRATCH/swarmfs.log")"
     mountpoint -q "$2" || fail "swarmfs exited 0 but $2 is not a mount point"
 }
 

@@ -204,7 +204,7 @@ fn swarmfs_and_libtorrent_trade_through_opentracker() {
 
     // 1. libtorrent seeds; swarmfs finds it through the tracker alone.
     let mut lt_seeder = lt_peer("seed", &torrent, &seed_dir, free_port());
-    lt_seeder.expect_line("seeding", Duration::from_secs(20));
+    lt_seeder.expect_line("ready", Duration::from_secs(20));
     let ours = root.join("ours");
     std::fs::create_dir(&ours).unwrap();
     let swarmfs_port = free_port();

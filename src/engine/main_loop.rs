@@ -104,6 +104,9 @@ struct Peer {
     pex_sent: BTreeSet<SocketAddr>,
     /// When its last PEX message was taken (they are rate-limited).
     pex_taken_at: Option<Instant>,
+    /// When we last sent it a PEX message: the first goes out within a
+    /// second of its extension handshake, then at most one per interval.
+    pex_sent_at: Option<Instant>,
     am_choking: bool,
     am_interested: bool,
     peer_choking: bool,
@@ -188,8 +191,6 @@ pub struct MainLoop {
     waiting: Vec<Connection>,
     /// The verified pieces, shared with readers outside the engine.
     have_set: Arc<PieceSet>,
-    /// When PEX messages last went out.
-    last_pex: Instant,
     quit: Option<oneshot::Sender<()>>,
 }
 
@@ -317,7 +318,6 @@ impl MainLoop {
             doomed: Vec::new(),
             waiting: Vec::new(),
             have_set: Arc::new(PieceSet::new(&have)),
-            last_pex: Instant::now(),
             quit: None,
         };
         let now = Instant::now();
@@ -831,6 +831,7 @@ impl MainLoop {
                 listen_port: None,
                 pex_sent: BTreeSet::new(),
                 pex_taken_at: None,
+                pex_sent_at: None,
                 allowed_fast: Bitfield::repeat(false, self.geometry.piece_count as usize),
                 am_choking: true,
                 am_interested: false,
@@ -1352,9 +1353,8 @@ impl MainLoop {
             self.disconnect(id, format!("silent for {limit} s")).await;
         }
         self.banned.retain(|_, ban| ban.until > now);
-        if now.duration_since(self.last_pex) >= self.config.pex_interval && !self.meta.private {
-            self.last_pex = now;
-            self.send_pex();
+        if !self.meta.private {
+            self.send_pex(now);
         }
         self.update_progress();
         self.dial().await;
@@ -1363,10 +1363,11 @@ impl MainLoop {
         }
     }
 
-    /// Tells each peer that speaks `ut_pex` which peers joined and left since
-    /// our last message to it. Only addresses peers listen on are shared:
-    /// those we dialled, and incoming peers that told us their port.
-    fn send_pex(&mut self) {
+    /// Tells each peer that speaks `ut_pex`, and is due a message, which
+    /// peers joined and left since our last message to it. Only addresses
+    /// peers listen on are shared: those we dialled, and incoming peers that
+    /// told us their port.
+    fn send_pex(&mut self, now: Instant) {
         let listening: BTreeSet<SocketAddr> = self
             .peers
             .values()
@@ -1386,31 +1387,38 @@ impl MainLoop {
             let Some(pex_id) = peer.pex_id else {
                 continue;
             };
+            if peer
+                .pex_sent_at
+                .is_some_and(|t| now.duration_since(t) < self.config.pex_interval)
+            {
+                continue;
+            }
             let own = if peer.outgoing {
                 Some(peer.addr)
             } else {
                 peer.listen_port
                     .map(|port| SocketAddr::new(peer.addr.ip(), port))
             };
-            let now: BTreeSet<SocketAddr> = listening
+            let current: BTreeSet<SocketAddr> = listening
                 .iter()
                 .filter(|a| Some(**a) != own)
                 .copied()
                 .collect();
-            let added: Vec<SocketAddr> = now
+            let added: Vec<SocketAddr> = current
                 .difference(&peer.pex_sent)
                 .take(MAX_PEX_PEERS)
                 .copied()
                 .collect();
             let dropped: Vec<SocketAddr> = peer
                 .pex_sent
-                .difference(&now)
+                .difference(&current)
                 .take(MAX_PEX_PEERS)
                 .copied()
                 .collect();
             if added.is_empty() && dropped.is_empty() {
                 continue;
             }
+            peer.pex_sent_at = Some(now);
             for a in &added {
                 peer.pex_sent.insert(*a);
             }

@@ -6,17 +6,37 @@ usage: lt_peer.py seed|leech TORRENT DATA_DIR PORT [TIMEOUT_SECONDS] [PEER_HOST:
 
 It listens on 127.0.0.1, or on the address in LT_LISTEN_HOST (e.g. ::1).
 With LT_NO_TRACKERS=1 it ignores the torrent's trackers (peers given only).
+With LT_KEEP_SEEDING=1 a leecher goes on seeding once complete, until killed.
 
-Prints one status line a second. A leecher exits 0 once it has every piece
+A seeder prints `ready` once it answers a BitTorrent handshake on its port
+(for a moment after reaching the seeding state libtorrent still resets
+incoming connections). Prints one status line a second. A leecher exits 0 once it has every piece
 (its data checked by libtorrent), 1 on timeout; a seeder runs until killed
 (or until the timeout, then exits 0). Run with Debian's /usr/bin/python3.
 """
 import os
 import signal
+import socket
 import sys
 import time
 
 import libtorrent as lt
+
+
+def answers_handshake(host, port, info_hash):
+    """True if a peer at host:port completes a handshake for info_hash."""
+    try:
+        with socket.create_connection((host, port), timeout=2) as s:
+            s.sendall(b"\x13BitTorrent protocol" + bytes(8) + info_hash + b"-LP0000-readinessprb")
+            got = b""
+            while len(got) < 68:
+                chunk = s.recv(68 - len(got))
+                if not chunk:
+                    return False
+                got += chunk
+            return got[28:48] == info_hash
+    except OSError:
+        return False
 
 
 def main():
@@ -45,10 +65,12 @@ def main():
     if os.environ.get("LT_NO_TRACKERS") == "1":
         handle.replace_trackers([])
     for peer in peers:
-        host, _, p = peer.rpartition(":")
-        handle.connect_peer((host.strip("[]"), int(p)))
+        peer_host, _, peer_port = peer.rpartition(":")
+        handle.connect_peer((peer_host.strip("[]"), int(peer_port)))
 
+    ready = mode != "seed"
     stop = []
+    completed = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     deadline = time.time() + timeout
@@ -58,11 +80,17 @@ def main():
             mode, s.state, s.progress * 100, s.download_rate, s.upload_rate, s.num_peers), flush=True)
         for alert in session.pop_alerts():
             print("alert:", alert.message(), flush=True)
-        if mode == "leech" and s.is_seeding:
+        if not ready and s.is_seeding and answers_handshake(host, port, params.ti.info_hash().to_bytes()):
+            ready = True
+            print("ready", flush=True)
+            continue
+        if mode == "leech" and s.is_seeding and not completed:
             print("complete", flush=True)
-            return 0
+            if os.environ.get("LT_KEEP_SEEDING") != "1":
+                return 0
+            completed.append(1)
         time.sleep(0.5)
-    return 0 if mode == "seed" else 1
+    return 0 if mode == "seed" or completed else 1
 
 
 if __name__ == "__main__":
