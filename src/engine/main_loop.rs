@@ -654,7 +654,7 @@ impl MainLoop {
         }
         let mut clients: Vec<_> = counts.into_iter().map(|(c, n)| (c.to_owned(), n)).collect();
         // Stable: equal counts stay in name order.
-        clients.sort_by(|a, b| b.1.cmp(&a.1));
+        clients.sort_by_key(|c| std::cmp::Reverse(c.1));
         clients
     }
 
