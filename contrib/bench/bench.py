@@ -1,0 +1,827 @@
+#!/usr/bin/python3
+"""swarmfs against the clients people use, side by side in one run.
+
+Makes a torrent of random data, runs opentracker and N libtorrent seeders in
+one network namespace (198.18.0.1), and times a full, cold download by each
+client in another (198.18.0.2), joined by a veth pair: every client crosses
+the same link (Transmission makes no connections to 127.0.0.1 peers, so
+loopback alone would leave it out). Then streaming through the mount against
+btfs, files/ reads against direct reads, `swarmfs check` against sha1sum,
+and the machine's own limits. Writes results.json, runs.csv, progress.png
+and summary.md to the output directory and prints the summary.
+
+Run as root (network namespaces, FUSE, dropping the page cache) with
+Debian's /usr/bin/python3 (python3-libtorrent, python3-matplotlib); see
+docs/performance.md. `contrib/bench/bench --help` lists the options.
+"""
+import argparse
+import csv
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SWARMFS = os.path.join(ROOT, "target", "release", "swarmfs")
+LT_PEER = os.path.join(ROOT, "tests", "support", "lt_peer.py")
+SRC_IP, DST_IP = "198.18.0.1", "198.18.0.2"
+TRACKER_PORT = 6969
+MiB = 1 << 20
+GiB = 1 << 30
+ALL_CLIENTS = ["swarmfs", "aria2", "transmission", "libtorrent", "rqbit"]
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(*args):
+    print("bench:", *args, file=sys.stderr, flush=True)
+
+
+def parse_size(text):
+    """1G, 512M, 64k, 1048576 (binary units)."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([kmgt]?)(i?b)?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError("not a size: %r" % text)
+    return int(float(match.group(1)) * 1024 ** "_kmgt".index(match.group(2) or "_"))
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = args.workdir or tempfile.mkdtemp(prefix="swarmfs-bench.")
+        os.makedirs(self.work, exist_ok=True)
+        os.chmod(self.work, 0o755)  # opentracker drops to nobody
+        self.out = args.out
+        os.makedirs(self.out, exist_ok=True)
+        self.procs = []
+        self.mounts = []
+        self.netns = []
+        self.ns_src = "sfbs%d" % os.getpid()
+        self.ns_dst = "sfbd%d" % os.getpid()
+        self.port = 7000
+        self.runs = []
+        self.extra = {}
+
+    # ---- plumbing -------------------------------------------------------
+
+    def next_port(self):
+        self.port += 1
+        return self.port
+
+    def in_ns(self, ns, argv):
+        return ["nsenter", "--net=/run/netns/" + ns] + argv
+
+    def spawn(self, argv, logfile, env=None, **kw):
+        out = open(logfile, "ab")
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                             start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, wait=20):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            p.wait(wait)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+    def signal_client(self, p, sig):
+        """Signals the program that /usr/bin/time runs (its child), so time
+        itself lives to write its report."""
+        try:
+            with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            children = []
+        for pid in children or [p.pid]:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def unmount(self, mnt):
+        if os.path.ismount(mnt):
+            subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
+
+    def cleanup(self):
+        for m in self.mounts:
+            self.unmount(m)
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        for ns in self.netns:
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+        if not self.args.keep and not self.args.workdir:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def wait_for(self, what, predicate, limit, interval=0.05, proc=None):
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if predicate():
+                return time.monotonic()
+            if proc is not None and proc.poll() is not None and not predicate():
+                raise BenchError("%s: exited with %s before it was done" % (what, proc.returncode))
+            time.sleep(interval)
+        raise BenchError("%s: not done within %d s" % (what, limit))
+
+    def drop_caches(self):
+        subprocess.run(["sync"])
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+
+    # ---- setup ----------------------------------------------------------
+
+    def preflight(self):
+        if os.geteuid() != 0:
+            raise BenchError("run as root: network namespaces, FUSE mounts, drop_caches")
+        if not os.path.exists(SWARMFS):
+            raise BenchError("%s missing: cargo build --release" % SWARMFS)
+        need = {"opentracker": "opentracker", "aria2c": "aria2", "transmission-cli": "transmission-cli",
+                "nsenter": "util-linux", "ip": "iproute2", "/usr/bin/time": "time", "btfs": "btfs",
+                "fusermount3": "fuse3"}
+        missing = [pkg for cmd, pkg in need.items() if shutil.which(cmd) is None]
+        if missing:
+            raise BenchError("missing Debian packages: " + " ".join(sorted(set(missing))))
+        routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+        if "198.18.0." in routes:
+            raise BenchError("198.18.0.0/24 is already routed here: %s" % routes)
+        rqbit = shutil.which("rqbit") or os.path.expanduser("~/.cargo/bin/rqbit")
+        self.rqbit = rqbit if os.path.exists(rqbit) else None
+        if "rqbit" in self.args.clients and self.rqbit is None:
+            log("rqbit not found (cargo install rqbit): left out")
+            self.args.clients.remove("rqbit")
+
+    def make_netns(self):
+        a, b = self.ns_src, self.ns_dst
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            self.netns.append(ns)
+        va, vb = "vb%da" % os.getpid(), "vb%db" % os.getpid()
+        for cmd in (["ip", "link", "add", va, "type", "veth", "peer", "name", vb],
+                    ["ip", "link", "set", va, "netns", a], ["ip", "link", "set", vb, "netns", b],
+                    ["ip", "-n", a, "addr", "add", SRC_IP + "/24", "dev", va],
+                    ["ip", "-n", b, "addr", "add", DST_IP + "/24", "dev", vb],
+                    ["ip", "-n", a, "link", "set", "lo", "up"], ["ip", "-n", b, "link", "set", "lo", "up"],
+                    ["ip", "-n", a, "link", "set", va, "up"], ["ip", "-n", b, "link", "set", vb, "up"]):
+            subprocess.run(cmd, check=True)
+
+    def make_content(self):
+        args = self.args
+        self.content = os.path.join(self.work, "seed", "content")
+        os.makedirs(self.content)
+        count = args.files
+        sizes = [args.size // count] * count
+        sizes[-1] += args.size - sum(sizes)
+        self.files = []
+        for i, size in enumerate(sizes):
+            name = "file%d.bin" % i
+            digest = hashlib.sha256()
+            with open(os.path.join(self.content, name), "wb") as f:
+                left = size
+                while left:
+                    block = os.urandom(min(left, 4 * MiB))
+                    digest.update(block)
+                    f.write(block)
+                    left -= len(block)
+            self.files.append((name, size, digest.hexdigest()))
+        self.torrent = os.path.join(self.work, "content.torrent")
+        subprocess.run([SWARMFS, "-q", "create", self.content, "-l", str(args.piece_length), "--no-date",
+                        "-t", "http://%s:%d/announce" % (SRC_IP, TRACKER_PORT), "-o", self.torrent],
+                       check=True, stdout=subprocess.DEVNULL)
+        info = subprocess.run([SWARMFS, "info", self.torrent], capture_output=True, text=True, check=True).stdout
+        self.info_hash = [l.split()[1] for l in info.splitlines() if l.startswith("info-hash:")][0]
+        os.chmod(self.torrent, 0o644)
+
+    def start_tracker(self):
+        wl = os.path.join(self.work, "whitelist")
+        conf = os.path.join(self.work, "opentracker.conf")
+        with open(wl, "w") as f:
+            f.write(self.info_hash + "\n")
+        with open(conf, "w") as f:
+            f.write("access.whitelist %s\ntracker.rootdir /\n" % wl)
+        os.chmod(wl, 0o644)
+        os.chmod(conf, 0o644)
+        self.spawn(self.in_ns(self.ns_src, ["opentracker", "-f", conf, "-i", SRC_IP, "-p", str(TRACKER_PORT),
+                                            "-P", str(TRACKER_PORT)]), os.path.join(self.work, "opentracker.log"))
+        time.sleep(0.5)
+
+    def start_seeders(self, n):
+        seeders = []
+        env = dict(os.environ, LT_LISTEN_HOST=SRC_IP)
+        for i in range(n):
+            logf = os.path.join(self.work, "seeder%d.log" % i)
+            open(logf, "w").close()
+            p = self.spawn(self.in_ns(self.ns_src, ["/usr/bin/python3", LT_PEER, "seed", self.torrent,
+                                                    os.path.join(self.work, "seed"), str(6881 + i), "100000"]),
+                           logf, env=env)
+            seeders.append((p, logf))
+        for p, logf in seeders:
+            self.wait_for("libtorrent seeder", lambda: "\nready\n" in "\n" + open(logf).read(), 60, proc=p)
+        return [p for p, _ in seeders]
+
+    # ---- one download ---------------------------------------------------
+
+    def verify(self, client, data_dir):
+        for name, size, want in self.files:
+            path = os.path.join(data_dir, "content", name)
+            digest = hashlib.sha256()
+            try:
+                with open(path, "rb") as f:
+                    while True:
+                        block = f.read(4 * MiB)
+                        if not block:
+                            break
+                        digest.update(block)
+            except OSError as e:
+                raise BenchError("%s: %s: %s" % (client, path, e))
+            if digest.hexdigest() != want:
+                raise BenchError("%s: %s differs from the source (sha256)" % (client, name))
+
+    def download(self, client, seeders, round_no):
+        run_dir = os.path.join(self.work, "run", client)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        data = os.path.join(run_dir, "data")
+        os.makedirs(data)
+        timef = os.path.join(run_dir, "time.txt")
+        logf = os.path.join(run_dir, "client.log")
+        port = self.next_port()
+        total = self.args.size
+        env = None
+        finish = None
+        if client == "swarmfs":
+            mnt = os.path.join(run_dir, "mnt")
+            os.makedirs(mnt)
+            self.mounts.append(mnt)
+            argv = [SWARMFS, "-q", "-f", self.torrent, mnt, "-o",
+                    "data=%s,bind=%s,port=%d" % (data, DST_IP, port)]
+
+            def done():
+                try:
+                    with open(os.path.join(mnt, "stats")) as f:
+                        return "state seeding\n" in f.read()
+                except OSError:
+                    return False
+
+            def finish():
+                with open(os.path.join(mnt, "ctl"), "w") as f:
+                    f.write("quit\n")
+        elif client == "aria2":
+            argv = ["aria2c", "--interface=" + DST_IP, "--enable-dht=false", "--enable-dht6=false",
+                    "--bt-enable-lpd=false", "--enable-peer-exchange=false", "--seed-time=0",
+                    "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn",
+                    "--listen-port=%d" % port, "--dir=" + data, self.torrent]
+            done = None
+        elif client == "transmission":
+            conf = os.path.join(run_dir, "tr")
+            os.makedirs(conf)
+            flag = os.path.join(run_dir, "finished")
+            script = os.path.join(run_dir, "finished.sh")
+            with open(script, "w") as f:
+                f.write("#!/bin/sh\ntouch %s\n" % flag)
+            os.chmod(script, 0o755)
+            with open(os.path.join(conf, "settings.json"), "w") as f:
+                json.dump({"dht-enabled": False, "lpd-enabled": False, "pex-enabled": False,
+                           "port-forwarding-enabled": False, "utp-enabled": False, "rpc-enabled": False,
+                           "bind-address-ipv4": DST_IP, "encryption": 0}, f)
+            argv = ["transmission-cli", "-g", conf, "-w", data, "-p", str(port), "-et", "-M",
+                    "-f", script, self.torrent]
+
+            def done():
+                return os.path.exists(flag)
+        elif client == "libtorrent":
+            env = dict(os.environ, LT_LISTEN_HOST=DST_IP)
+            argv = ["/usr/bin/python3", LT_PEER, "leech", self.torrent, data, str(port), str(self.args.timeout)]
+
+            def done():
+                with open(logf) as f:
+                    return "\ncomplete\n" in f.read()
+        elif client == "rqbit":
+            argv = [self.rqbit, "-v", "warn", "--disable-dht", "--disable-dht-persistence",
+                    "--disable-upnp-port-forward", "--disable-lsd", "--listen-ip", DST_IP,
+                    "--listen-port", str(port), "download", "--disable-http-api", "-o", os.path.join(data, "content"),
+                    "--exit-on-finish", self.torrent]
+            done = None
+        else:
+            raise BenchError("unknown client " + client)
+
+        argv = self.in_ns(self.ns_dst, ["/usr/bin/time", "-v", "-o", timef] + argv)
+        samples = []
+        stop_sampling = threading.Event()
+
+        def sample():
+            while not stop_sampling.is_set():
+                samples.append((time.monotonic() - start, min(allocated(data), total)))
+                stop_sampling.wait(0.1)
+
+        start = time.monotonic()
+        proc = self.spawn(argv, logf, env=env)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            if done is None:
+                self.wait_for(client, lambda: proc.poll() is not None, self.args.timeout)
+                if proc.returncode != 0:
+                    raise BenchError("%s exited %d: %s" % (client, proc.returncode, tail(logf)))
+                end = time.monotonic()
+            else:
+                end = self.wait_for(client, done, self.args.timeout, proc=proc)
+                if finish:
+                    finish()
+                    proc.wait(30)
+                else:
+                    self.signal_client(proc, signal.SIGINT if client == "libtorrent" else signal.SIGTERM)
+                    proc.wait(30)
+        except BenchError as e:
+            raise BenchError("%s (log: %s)" % (e, tail(logf)))
+        finally:
+            stop_sampling.set()
+            sampler.join()
+            self.stop(proc, signal.SIGKILL, wait=5)
+        samples.append((end - start, total))
+        self.verify(client, data)
+        usage = parse_time_v(timef)
+        wall = end - start
+        run = {
+            "client": client, "seeders": seeders, "round": round_no, "wall_s": round(wall, 3),
+            "mb_per_s": round(total / wall / 1e6, 1), "user_s": usage["user"], "sys_s": usage["sys"],
+            "cpu_s": round(usage["user"] + usage["sys"], 2),
+            "cpu_s_per_gib": round((usage["user"] + usage["sys"]) * GiB / total, 2),
+            "peak_rss_mib": round(usage["rss_kb"] / 1024, 1), "progress": samples,
+        }
+        log("%-12s seeders=%d round=%d  %6.2f s  %6.1f MB/s  cpu %5.2f s  rss %5.1f MiB" % (
+            client, seeders, round_no, wall, run["mb_per_s"], run["cpu_s"], run["peak_rss_mib"]))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return run
+
+    # ---- streaming against btfs ------------------------------------------
+
+    def mount_fs(self, fs, run_dir):
+        mnt = os.path.join(run_dir, "mnt")
+        data = os.path.join(run_dir, "data")
+        os.makedirs(mnt)
+        os.makedirs(data)
+        self.mounts.append(mnt)
+        port = self.next_port()
+        if fs == "swarmfs":
+            argv = [SWARMFS, "-q", "-f", self.torrent, mnt, "-o", "data=%s,bind=%s,port=%d" % (data, DST_IP, port)]
+            prefix = os.path.join(mnt, "files", "content")
+        else:
+            argv = ["btfs", "-f", "--data-directory=" + data, "--min-port=%d" % port, "--max-port=%d" % port,
+                    self.torrent, mnt]
+            prefix = os.path.join(mnt, "content")
+        start = time.monotonic()
+        proc = self.spawn(self.in_ns(self.ns_dst, argv), os.path.join(run_dir, "fs.log"))
+        name = self.files[0][0]
+        ready = self.wait_for(fs + " mount", lambda: os.path.exists(os.path.join(prefix, name)), 60, proc=proc)
+        return proc, mnt, prefix, ready - start
+
+    def unmount_fs(self, fs, proc, mnt):
+        if fs == "swarmfs":
+            try:
+                with open(os.path.join(mnt, "ctl"), "w") as f:
+                    f.write("quit\n")
+            except OSError:
+                pass
+        else:
+            subprocess.run(["fusermount", "-u", mnt], stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.stop(proc, signal.SIGKILL)
+        self.unmount(mnt)
+
+    def stream(self, fs, round_no):
+        name, size, _ = self.files[0]
+        ref = os.path.join(self.content, name)
+        result = {"fs": fs, "round": round_no}
+        # First byte of a read at a random offset, on a fresh mount.
+        run_dir = os.path.join(self.work, "stream", fs)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        proc, mnt, prefix, mount_s = self.mount_fs(fs, run_dir)
+        offset = random.randrange(size // 4, size - 16384) // 16384
+        t0 = time.monotonic()
+        r = subprocess.run(["timeout", "120", "dd", "if=" + os.path.join(prefix, name), "of=/dev/null",
+                            "bs=16384", "skip=%d" % offset, "count=1", "status=none"])
+        first = time.monotonic() - t0
+        self.unmount_fs(fs, proc, mnt)
+        if r.returncode != 0:
+            raise BenchError("%s: random read failed (dd exit %d)" % (fs, r.returncode))
+        result.update(mount_s=round(mount_s, 3), first_byte_s=round(first, 3))
+        # A whole file read in order through a fresh mount, compared.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        proc, mnt, prefix, _ = self.mount_fs(fs, run_dir)
+        t0 = time.monotonic()
+        r = subprocess.run(["timeout", str(self.args.timeout), "cmp", os.path.join(prefix, name), ref])
+        whole = time.monotonic() - t0
+        self.unmount_fs(fs, proc, mnt)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if r.returncode != 0:
+            raise BenchError("%s: sequential read of %s differs or failed (cmp exit %d)" % (fs, name, r.returncode))
+        result.update(sequential_s=round(whole, 3), sequential_mb_per_s=round(size / whole / 1e6, 1))
+        log("stream %-8s round=%d  mount %.2f s  first byte %.3f s  sequential %.1f MB/s" % (
+            fs, round_no, mount_s, first, result["sequential_mb_per_s"]))
+        return result
+
+    # ---- swarmfs alone ----------------------------------------------------
+
+    def files_read(self, rounds):
+        """files/ against the data files, cold and warm page cache."""
+        mnt = os.path.join(self.work, "readmnt")
+        os.makedirs(mnt, exist_ok=True)
+        self.mounts.append(mnt)
+        subprocess.run([SWARMFS, "-q", self.torrent, mnt, "-o",
+                        "data=%s,no_trackers,bind=127.0.0.1,port=0,log=%s" % (
+                            os.path.join(self.work, "seed"), os.path.join(self.work, "readmnt.log"))], check=True)
+        self.wait_for("read mount", lambda: "state seeding\n" in open(os.path.join(mnt, "stats")).read(), 60)
+        via = [os.path.join(mnt, "files", "content", n) for n, _, _ in self.files]
+        direct = [os.path.join(self.content, n) for n, _, _ in self.files]
+        times = {k: [] for k in ("files_cold", "direct_cold", "files_warm", "direct_warm")}
+
+        def cat(paths):
+            t0 = time.monotonic()
+            subprocess.run(["cat"] + paths, stdout=subprocess.DEVNULL, check=True)
+            return time.monotonic() - t0
+
+        for r in range(rounds):
+            order = [("files", via), ("direct", direct)]
+            if r % 2:
+                order.reverse()
+            for what, paths in order:
+                self.drop_caches()
+                times[what + "_cold"].append(cat(paths))
+                cat(paths)
+                times[what + "_warm"].append(cat(paths))
+        with open(os.path.join(mnt, "ctl"), "w") as f:
+            f.write("quit\n")
+        time.sleep(0.5)
+        self.unmount(mnt)
+        mb = self.args.size / 1e6
+        res = {k: round(mb / median(v), 1) for k, v in times.items()}
+        res["cold_ratio"] = round(res["files_cold"] / res["direct_cold"], 2)
+        res["warm_ratio"] = round(res["files_warm"] / res["direct_warm"], 2)
+        log("files/ read MB/s: %s" % res)
+        return res
+
+    def hash_check(self, rounds):
+        paths = [os.path.join(self.content, n) for n, _, _ in self.files]
+        subprocess.run(["cat"] + paths, stdout=subprocess.DEVNULL)  # warm
+        ours, theirs = [], []
+        for _ in range(rounds):
+            t0 = time.monotonic()
+            subprocess.run([SWARMFS, "-q", "check", self.torrent, "--data", os.path.join(self.work, "seed")],
+                           check=True, stdout=subprocess.DEVNULL)
+            ours.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            subprocess.run(["sha1sum"] + paths, check=True, stdout=subprocess.DEVNULL)
+            theirs.append(time.monotonic() - t0)
+        mb = self.args.size / 1e6
+        res = {"swarmfs_check_mb_per_s": round(mb / median(ours), 1),
+               "sha1sum_mb_per_s": round(mb / median(theirs), 1)}
+        res["ratio"] = round(res["swarmfs_check_mb_per_s"] / res["sha1sum_mb_per_s"], 2)
+        log("hash check: %s" % res)
+        return res
+
+    def machine(self):
+        """What this machine can do at best: SHA-1, and TCP over loopback and the veth pair."""
+        buf = os.urandom(256 * MiB)
+        t0 = time.monotonic()
+        hashlib.sha1(buf).digest()
+        sha1 = 256 * MiB / (time.monotonic() - t0) / 1e6
+        del buf
+        res = {"sha1_one_core_mb_per_s": round(sha1, 1),
+               "tcp_loopback_mb_per_s": self.tcp_speed(None, "127.0.0.1"),
+               "tcp_veth_mb_per_s": self.tcp_speed(self.ns_src, SRC_IP)}
+        log("machine: %s" % res)
+        return res
+
+    def tcp_speed(self, server_ns, host):
+        port = self.next_port()
+        amount = 2 * GiB
+        server = ("import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+                  "s.bind((%r,%d));s.listen(1);print('up',flush=True);c,_=s.accept();b=bytearray(1<<20)\n"
+                  "while c.recv_into(b):pass\n") % (host, port)
+        argv = ["/usr/bin/python3", "-c", server]
+        if server_ns:
+            argv = self.in_ns(server_ns, argv)
+        srv = subprocess.Popen(argv, stdout=subprocess.PIPE)
+        srv.stdout.readline()
+        client = ("import socket,time\nc=socket.create_connection((%r,%d));b=bytes(1<<20);n=%d\n"
+                  "t=time.monotonic()\nfor _ in range(n//len(b)):c.sendall(b)\nc.close();"
+                  "print(n/(time.monotonic()-t)/1e6)\n") % (host, port, amount)
+        argv = ["/usr/bin/python3", "-c", client]
+        if server_ns:
+            argv = self.in_ns(self.ns_dst, argv)
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        srv.wait(10)
+        return round(float(out), 1)
+
+    # ---- the whole run ----------------------------------------------------
+
+    def run(self):
+        args = self.args
+        self.preflight()
+        started = datetime.datetime.now(datetime.timezone.utc)
+        log("work directory %s" % self.work)
+        self.make_netns()
+        self.make_content()
+        self.start_tracker()
+        subprocess.run(["cat"] + [os.path.join(self.content, n) for n, _, _ in self.files], stdout=subprocess.DEVNULL)
+        for n in args.seeders:
+            seeders = self.start_seeders(n)
+            for r in range(args.rounds):
+                # Alternate the order so no client always goes first.
+                order = list(args.clients) if r % 2 == 0 else list(reversed(args.clients))
+                for client in order:
+                    self.runs.append(self.download(client, n, r))
+            if n == args.stream_seeders and not args.no_stream:
+                self.extra["streaming"] = []
+                for r in range(args.rounds):
+                    for fs in (["swarmfs", "btfs"] if r % 2 == 0 else ["btfs", "swarmfs"]):
+                        self.extra["streaming"].append(self.stream(fs, r))
+            for p in seeders:
+                self.stop(p, signal.SIGINT)
+        if not args.no_alone:
+            self.extra["hash_check"] = self.hash_check(args.rounds)
+            self.extra["machine"] = self.machine()
+            self.extra["files_read"] = self.files_read(args.rounds)
+        self.write(started)
+
+    def write(self, started):
+        args = self.args
+        summary = summarize(self.runs, self.extra, args)
+        meta = machine_description()
+        meta.update(command=" ".join(sys.argv), started=started.isoformat(timespec="seconds"),
+                    size=args.size, piece_length=args.piece_length, files=args.files, rounds=args.rounds,
+                    versions=client_versions(self.rqbit))
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump({"meta": meta, "summary": summary, "runs": self.runs, "extra": self.extra}, f, indent=1)
+        with open(os.path.join(self.out, "runs.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            keys = ["client", "seeders", "round", "wall_s", "mb_per_s", "user_s", "sys_s", "cpu_s",
+                    "cpu_s_per_gib", "peak_rss_mib"]
+            w.writerow(keys)
+            for run in self.runs:
+                w.writerow([run[k] for k in keys])
+        text = markdown(meta, summary, self.extra)
+        with open(os.path.join(self.out, "summary.md"), "w") as f:
+            f.write(text)
+        plot(self.runs, os.path.join(self.out, "progress.png"))
+        print(text)
+        log("results in %s" % self.out)
+
+
+def allocated(path):
+    total = 0
+    for dirpath, _, names in os.walk(path):
+        for n in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, n)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def tail(path, n=400):
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-n:].decode(errors="replace").replace("\r", "\n")
+    except OSError:
+        return ""
+
+
+def parse_time_v(path):
+    fields = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.strip().rpartition(": ")
+            fields[key] = value
+    return {"user": float(fields["User time (seconds)"]), "sys": float(fields["System time (seconds)"]),
+            "rss_kb": int(fields["Maximum resident set size (kbytes)"])}
+
+
+def summarize(runs, extra, args):
+    out = {"downloads": [], "targets": []}
+    for n in args.seeders:
+        per = {}
+        for c in args.clients:
+            rs = [r for r in runs if r["client"] == c and r["seeders"] == n]
+            if not rs:
+                continue
+            per[c] = {k: median([r[k] for r in rs]) for k in
+                      ("wall_s", "mb_per_s", "cpu_s", "cpu_s_per_gib", "peak_rss_mib")}
+            per[c]["rounds"] = len(rs)
+        others = {c: v for c, v in per.items() if c != "swarmfs"}
+        ours = per.get("swarmfs")
+        for c, v in per.items():
+            row = dict(client=c, seeders=n, **v)
+            if ours and c != "swarmfs":
+                row["swarmfs_time_ratio"] = round(ours["wall_s"] / v["wall_s"], 2)
+            out["downloads"].append(row)
+        if ours and others:
+            fastest = min(others, key=lambda c: others[c]["wall_s"])
+            ratio = ours["wall_s"] / others[fastest]["wall_s"]
+            out["targets"].append(target("wall time, %d seeder(s): swarmfs / fastest other (%s) <= 0.8" % (n, fastest),
+                                         ratio, ratio <= 0.8))
+            worst = min(v["cpu_s_per_gib"] for v in others.values())
+            out["targets"].append(target("CPU s/GiB, %d seeder(s): swarmfs %.2f <= every other (lowest %.2f)" % (
+                n, ours["cpu_s_per_gib"], worst), ours["cpu_s_per_gib"] / worst, ours["cpu_s_per_gib"] <= worst))
+        if ours:
+            out["targets"].append(target("peak RSS, %d seeder(s), %s: swarmfs <= 64 MiB" % (n, human(args.size)),
+                                         ours["peak_rss_mib"], ours["peak_rss_mib"] <= 64))
+    fr = extra.get("files_read")
+    if fr:
+        out["targets"].append(target("files/ sequential read, cold: files/ / direct >= 0.9", fr["cold_ratio"],
+                                     fr["cold_ratio"] >= 0.9))
+        out["targets"].append(target("files/ sequential read, warm: files/ / direct >= 0.9", fr["warm_ratio"],
+                                     fr["warm_ratio"] >= 0.9))
+    st = extra.get("streaming")
+    if st:
+        med = {fs: {k: median([s[k] for s in st if s["fs"] == fs]) for k in
+                    ("mount_s", "first_byte_s", "sequential_s", "sequential_mb_per_s")} for fs in ("swarmfs", "btfs")}
+        out["streaming"] = med
+        out["targets"].append(target("first byte at a random offset: swarmfs %.3f s <= btfs %.3f s" % (
+            med["swarmfs"]["first_byte_s"], med["btfs"]["first_byte_s"]),
+            med["swarmfs"]["first_byte_s"] / max(med["btfs"]["first_byte_s"], 1e-6),
+            med["swarmfs"]["first_byte_s"] <= med["btfs"]["first_byte_s"]))
+        plain = [d for d in out["downloads"] if d["client"] == "swarmfs" and d["seeders"] == args.stream_seeders]
+        if plain:
+            r = med["swarmfs"]["sequential_mb_per_s"] / plain[0]["mb_per_s"]
+            out["targets"].append(target("sequential read of a downloading file: %.1f MB/s / plain download %.1f MB/s >= 0.9" % (
+                med["swarmfs"]["sequential_mb_per_s"], plain[0]["mb_per_s"]), r, r >= 0.9))
+    return out
+
+
+def target(what, value, ok):
+    return {"target": what, "value": round(value, 2), "result": "pass" if ok else "MISS"}
+
+
+def human(n):
+    return "%g GiB" % (n / GiB) if n >= GiB else "%g MiB" % (n / MiB)
+
+
+def machine_description():
+    cpu = ""
+    flags = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name") and not cpu:
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) // 1024
+    return {"cpu": cpu, "cores": os.cpu_count(), "sha_ni": " sha_ni" in flags, "memory_mib": mem,
+            "kernel": platform.release(), "os": platform.freedesktop_os_release().get("PRETTY_NAME", "")}
+
+
+def client_versions(rqbit):
+    def first_line(argv):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (r.stdout or r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+    import libtorrent
+    v = {"swarmfs": first_line([SWARMFS, "--version"]), "aria2": first_line(["aria2c", "--version"]),
+         "transmission": first_line(["transmission-cli", "--version"]),
+         "libtorrent": "libtorrent " + libtorrent.__version__ + " (python3-libtorrent)",
+         "btfs": [l for l in subprocess.run(["btfs", "--version"], capture_output=True, text=True).stdout.splitlines()
+                  if l.startswith("btfs")][:1] or "?",
+         "opentracker": "Debian opentracker"}
+    if rqbit:
+        v["rqbit"] = first_line([rqbit, "--version"])
+    return v
+
+
+def markdown(meta, summary, extra):
+    lines = ["## Results", "",
+             "Machine: %s, %d cores%s, %d MiB RAM, %s, kernel %s." % (
+                 meta["cpu"], meta["cores"], " with SHA-NI" if meta["sha_ni"] else "", meta["memory_mib"],
+                 meta["os"], meta["kernel"]),
+             "Torrent: %s of random data in %d file(s), %d KiB pieces; %d rounds, medians. Started %s." % (
+                 human(meta["size"]), meta["files"], meta["piece_length"] // 1024, meta["rounds"], meta["started"]),
+             "", "Command: `%s`" % meta["command"], "",
+             "| seeders | client | wall s | MB/s | CPU s | CPU s/GiB | peak RSS MiB | swarmfs time / this |",
+             "|---|---|---|---|---|---|---|---|"]
+    for d in summary["downloads"]:
+        lines.append("| %d | %s | %.2f | %.1f | %.2f | %.2f | %.1f | %s |" % (
+            d["seeders"], d["client"], d["wall_s"], d["mb_per_s"], d["cpu_s"], d["cpu_s_per_gib"],
+            d["peak_rss_mib"], d.get("swarmfs_time_ratio", "")))
+    st = summary.get("streaming")
+    if st:
+        lines += ["", "| streaming | mount s | first byte s (random offset) | sequential read s | MB/s |",
+                  "|---|---|---|---|---|"]
+        for fs, v in st.items():
+            lines.append("| %s | %.2f | %.3f | %.2f | %.1f |" % (fs, v["mount_s"], v["first_byte_s"],
+                                                                 v["sequential_s"], v["sequential_mb_per_s"]))
+    fr = extra.get("files_read")
+    if fr:
+        lines += ["", "| read, MB/s | files/ | direct | ratio |", "|---|---|---|---|",
+                  "| cold cache | %.0f | %.0f | %.2f |" % (fr["files_cold"], fr["direct_cold"], fr["cold_ratio"]),
+                  "| warm cache | %.0f | %.0f | %.2f |" % (fr["files_warm"], fr["direct_warm"], fr["warm_ratio"])]
+    hc = extra.get("hash_check")
+    if hc:
+        lines += ["", "Hash check of the whole torrent (cached): `swarmfs check` %.0f MB/s, `sha1sum` %.0f MB/s (%.2fx)." % (
+            hc["swarmfs_check_mb_per_s"], hc["sha1sum_mb_per_s"], hc["ratio"])]
+    m = extra.get("machine")
+    if m:
+        lines += ["", "Machine limits: SHA-1 on one core %.0f MB/s; TCP over loopback %.0f MB/s, over the veth pair %.0f MB/s." % (
+            m["sha1_one_core_mb_per_s"], m["tcp_loopback_mb_per_s"], m["tcp_veth_mb_per_s"])]
+    lines += ["", "| target | value | result |", "|---|---|---|"]
+    for t in summary["targets"]:
+        lines.append("| %s | %s | %s |" % (t["target"], t["value"], t["result"]))
+    lines += ["", "Versions: " + "; ".join("%s: %s" % kv for kv in meta["versions"].items()), ""]
+    return "\n".join(lines)
+
+
+def plot(runs, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("python3-matplotlib missing: no plot")
+        return
+    groups = sorted({r["seeders"] for r in runs})
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
+    for ax, n in zip(axes[0], groups):
+        last = max(r["round"] for r in runs if r["seeders"] == n)
+        for r in runs:
+            if r["seeders"] == n and r["round"] == last:
+                xs = [t for t, _ in r["progress"]]
+                ys = [b / MiB for _, b in r["progress"]]
+                ax.plot(xs, ys, label="%s (%.1f s)" % (r["client"], r["wall_s"]))
+        ax.set_title("%d libtorrent seeder(s), round %d" % (n, last))
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("MiB on disk")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=parse_size, default=GiB, help="torrent size (default 1G)")
+    p.add_argument("--piece-length", type=parse_size, default=parse_size("1M"), help="default 1M")
+    p.add_argument("--files", type=int, default=1, help="number of files (default 1)")
+    p.add_argument("--seeders", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3],
+                   help="seeder counts to run, e.g. 1,3 (default)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per client (default 3)")
+    p.add_argument("--clients", type=lambda s: s.split(","), default=list(ALL_CLIENTS),
+                   help="comma-separated, from %s (default all)" % ",".join(ALL_CLIENTS))
+    p.add_argument("--stream-seeders", type=int, default=1, help="seeders for the streaming runs (default 1)")
+    p.add_argument("--no-stream", action="store_true", help="skip the streaming comparison with btfs")
+    p.add_argument("--no-alone", action="store_true", help="skip files/ reads, hash check, machine limits")
+    p.add_argument("--timeout", type=int, default=600, help="seconds a single download may take")
+    p.add_argument("--out", default=os.path.join(os.getcwd(), "bench-results"), help="results directory")
+    p.add_argument("--workdir", help="where to put data (default: a new directory in $TMPDIR)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = p.parse_args()
+    unknown = set(args.clients) - set(ALL_CLIENTS)
+    if unknown:
+        p.error("unknown clients: %s" % ", ".join(sorted(unknown)))
+    bench = Bench(args)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(130))
+    try:
+        bench.run()
+    except BenchError as e:
+        log("FAILED: %s" % e)
+        return 1
+    finally:
+        bench.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
