@@ -125,12 +125,9 @@ fn a_leecher_seeds_what_it_has_to_another_leecher() {
     )
     .unwrap();
     let b_dir = tempfile::tempdir().unwrap();
-    let b = Engine::start(
-        meta.clone(),
-        config(b_dir.path(), vec![a.listen_addr().unwrap()]),
-        logger(),
-    )
-    .unwrap();
+    let mut b_config = config(b_dir.path(), vec![a.listen_addr().unwrap()]);
+    b_config.pex = false; // else A tells B of the seeder
+    let b = Engine::start(meta.clone(), b_config, logger()).unwrap();
     wait_done(&b, Duration::from_secs(60));
     let a_stats = a.block_on(a.handle().stats()).unwrap();
     assert!(

@@ -32,6 +32,7 @@ use super::{
     State, Stats,
 };
 use crate::metainfo::Metainfo;
+use crate::storage::PieceHashers;
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
 use crate::wire::extension::ExtensionHandshake;
 use crate::wire::pex::{Pex, MAX_PEX_PEERS, UT_PEX};
@@ -155,6 +156,7 @@ pub struct MainLoop {
     picker: Picker,
     choker: Choker,
     keeper: Piecekeeper,
+    hashers: PieceHashers,
     peers: BTreeMap<PeerId, Peer>,
     known: BTreeMap<SocketAddr, Known>,
     connecting: HashSet<SocketAddr>,
@@ -255,6 +257,14 @@ impl MainLoop {
                 info!(log, "resume file trusted"; "pieces" => have.count_ones());
                 (State::Downloading, have)
             }
+            // Fresh files: no hashing a gigabyte of holes to find nothing.
+            Err(_) if storage.found_no_data() => {
+                info!(log, "no existing data to check");
+                (
+                    State::Downloading,
+                    Bitfield::repeat(false, geometry.piece_count as usize),
+                )
+            }
             Err(why) => {
                 info!(log, "checking existing data"; "why" => why);
                 (
@@ -267,6 +277,7 @@ impl MainLoop {
             picker: Picker::new(geometry, have.clone(), random_u64()),
             choker: Choker::new(random_u64()),
             keeper: Piecekeeper::new(),
+            hashers: PieceHashers::new(),
             handshake: Handshake {
                 reserved: {
                     let mut r = [0u8; 8];
@@ -805,6 +816,7 @@ impl MainLoop {
             geometry: self.geometry,
             storage: self.storage.clone(),
             keeper: self.keeper.clone(),
+            hashers: self.hashers.clone(),
             main: self.peer_tx.clone(),
             up: self.up.clone(),
             down: self.down.clone(),
@@ -863,7 +875,7 @@ impl MainLoop {
         if self.peers.get(&id).is_some_and(|p| p.extensions) {
             let mut extensions = std::collections::HashMap::new();
             // BEP 27: private torrents get their peers from their trackers only.
-            if !self.meta.private {
+            if self.pex_allowed() {
                 extensions.insert("ut_pex".to_owned(), UT_PEX);
             }
             let ours = ExtensionHandshake {
@@ -1016,7 +1028,7 @@ impl MainLoop {
             Message::Extended {
                 id: UT_PEX,
                 payload,
-            } if !self.meta.private => {
+            } if self.config.pex && !self.meta.private => {
                 // Rate-limited: a peer may not flood us with addresses.
                 let now = Instant::now();
                 if peer
@@ -1230,10 +1242,11 @@ impl MainLoop {
     fn verify(&self, piece: u32) {
         let storage = self.storage.clone();
         let work = self.work_tx.clone();
+        // Taken here, so a piece that fails starts its next hash afresh.
+        let partial = self.hashers.take(piece);
         tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::new();
             let result = storage
-                .verify_piece(piece, &mut buf)
+                .verify_rest(piece, partial)
                 .map_err(|e| e.to_string());
             let _ = work.blocking_send(Work::Verified { piece, result });
         });
@@ -1353,7 +1366,7 @@ impl MainLoop {
             self.disconnect(id, format!("silent for {limit} s")).await;
         }
         self.banned.retain(|_, ban| ban.until > now);
-        if !self.meta.private {
+        if self.pex_allowed() {
             self.send_pex(now);
         }
         self.update_progress();
@@ -1361,6 +1374,11 @@ impl MainLoop {
         if self.resume_dirty && now.duration_since(self.last_save) >= RESUME_INTERVAL {
             self.save_resume();
         }
+    }
+
+    /// BEP 27: private torrents get their peers from their trackers only.
+    fn pex_allowed(&self) -> bool {
+        self.config.pex && !self.meta.private
     }
 
     /// Tells each peer that speaks `ut_pex`, and is due a message, which

@@ -87,7 +87,9 @@ pub struct Config {
     pub keepalive: Duration,
     /// Drop a peer we have heard nothing from for this long.
     pub silence_limit: Duration,
-    /// How often peer exchange (BEP 11) messages go out; never for private torrents.
+    /// Peer exchange (BEP 11); never for private torrents.
+    pub pex: bool,
+    /// How often peer exchange messages go out to a peer, at most.
     pub pex_interval: Duration,
 }
 
@@ -104,6 +106,7 @@ impl Config {
             upload_slots: choker::SLOTS,
             keepalive: Duration::from_secs(90),
             silence_limit: Duration::from_secs(120),
+            pex: true,
             pex_interval: Duration::from_secs(60),
         }
     }

@@ -85,6 +85,8 @@ struct StoredFile {
     handle: Option<File>,
     /// Written since the last `sync`.
     dirty: AtomicBool,
+    /// Held bytes before we opened it (it existed and was not empty).
+    had_data: bool,
 }
 
 pub struct Storage {
@@ -101,14 +103,18 @@ impl Storage {
         let mut files = Vec::with_capacity(meta.files.len());
         for entry in &meta.files {
             let path = root.join(entry.relative_path());
-            let handle = match mode {
-                OpenMode::ReadOnly => open_existing(&path)?,
-                OpenMode::Create => Some(create_file(&path, entry.length)?),
+            let (handle, had_data) = match mode {
+                OpenMode::ReadOnly => (open_existing(&path)?, true),
+                OpenMode::Create => {
+                    let (file, had_data) = create_file(&path, entry.length)?;
+                    (Some(file), had_data)
+                }
             };
             files.push(StoredFile {
                 path,
                 handle,
                 dirty: AtomicBool::new(false),
+                had_data,
             });
         }
         Ok(Storage {
@@ -117,6 +123,12 @@ impl Storage {
             files,
             writable: mode == OpenMode::Create,
         })
+    }
+
+    /// True when every file was missing or empty before we opened it: there
+    /// is nothing on disk to hash-check.
+    pub fn found_no_data(&self) -> bool {
+        self.files.iter().all(|f| !f.had_data)
     }
 
     pub fn layout(&self) -> &Layout {
@@ -205,6 +217,60 @@ impl Storage {
         Ok(())
     }
 
+    /// Writes `blocks`, which lie back to back from `offset` in `piece`, with
+    /// as few system calls as the files allow (one `pwritev` per file
+    /// touched), instead of one per block.
+    pub fn write_blocks(
+        &self,
+        piece: u32,
+        offset: u64,
+        blocks: &[&[u8]],
+    ) -> Result<(), StorageError> {
+        if !self.writable {
+            return Err(StorageError::ReadOnly);
+        }
+        let total: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+        let mut cursor = Cursor::new(blocks);
+        for s in self.segments(piece, offset, total)? {
+            let file = &self.files[s.file];
+            let handle = file.handle.as_ref().ok_or_else(|| StorageError::Missing {
+                path: file.path.clone(),
+            })?;
+            file.dirty.store(true, Ordering::Release);
+            let slices = cursor.take(s.len as usize);
+            write_all_vectored_at(handle, slices, s.file_offset)
+                .map_err(|e| StorageError::io("write", &file.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Finishes the hash of `piece` from what was hashed while it was
+    /// written (`partial`, possibly nothing), reading the rest from disk.
+    pub fn verify_rest(
+        &self,
+        piece: u32,
+        partial: Option<super::hasher::Partial>,
+    ) -> Result<bool, StorageError> {
+        let size = self.layout.piece_size(piece);
+        let (mut hashed, mut sha) = match partial {
+            Some(p) if p.hashed <= size => (p.hashed, p.sha),
+            _ => (0, Sha1::new()),
+        };
+        let mut buf = vec![0u8; (size - hashed).min(READ_BACK_CHUNK) as usize];
+        while hashed < size {
+            let n = (size - hashed).min(READ_BACK_CHUNK) as usize;
+            match self.read_block(piece, hashed, &mut buf[..n]) {
+                Ok(()) => {}
+                Err(e) if e.is_absent_data() => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            sha.update(&buf[..n]);
+            hashed += n as u64;
+        }
+        let digest: [u8; 20] = sha.finalize().into();
+        Ok(self.piece_hashes.get(piece as usize) == Some(&digest))
+    }
+
     /// Reads piece `piece` into `buf` and checks its SHA-1. Data that is not
     /// there (missing or short files) is simply not verified; a failing disk
     /// is an error.
@@ -258,6 +324,97 @@ impl Storage {
     }
 }
 
+/// How much of a piece verification reads back at a time.
+const READ_BACK_CHUNK: u64 = 256 * 1024;
+
+/// Walks a list of buffers as one byte stream, handing out slices.
+struct Cursor<'a> {
+    blocks: &'a [&'a [u8]],
+    index: usize,
+    offset: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(blocks: &'a [&'a [u8]]) -> Cursor<'a> {
+        Cursor {
+            blocks,
+            index: 0,
+            offset: 0,
+        }
+    }
+
+    /// The next `len` bytes, as slices of the buffers.
+    fn take(&mut self, mut len: usize) -> Vec<&'a [u8]> {
+        let mut out = Vec::new();
+        while len > 0 && self.index < self.blocks.len() {
+            let block = self.blocks[self.index];
+            let n = (block.len() - self.offset).min(len);
+            out.push(&block[self.offset..self.offset + n]);
+            self.offset += n;
+            len -= n;
+            if self.offset == block.len() {
+                self.index += 1;
+                self.offset = 0;
+            }
+        }
+        out
+    }
+}
+
+/// `pwritev` until every byte of `slices` is written at `offset`.
+fn write_all_vectored_at(file: &File, mut slices: Vec<&[u8]>, mut offset: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // The kernel takes at most IOV_MAX (1024) buffers a call.
+    const IOV_MAX: usize = 1024;
+    slices.retain(|s| !s.is_empty());
+    let mut first = 0;
+    while first < slices.len() {
+        let iov: Vec<libc::iovec> = slices[first..slices.len().min(first + IOV_MAX)]
+            .iter()
+            .map(|s| libc::iovec {
+                iov_base: s.as_ptr() as *mut libc::c_void,
+                iov_len: s.len(),
+            })
+            .collect();
+        let offset_arg = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        // SAFETY: every iovec points into a live slice of `slices` for the
+        // length of the call, and the kernel only reads from them.
+        let written = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+                offset_arg,
+            )
+        };
+        if written < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        offset += written as u64;
+        // Drop what was written; a partly written slice keeps its tail.
+        let mut left = written as usize;
+        while left > 0 {
+            let n = slices[first].len();
+            if left >= n {
+                left -= n;
+                first += 1;
+            } else {
+                slices[first] = &slices[first][left..];
+                left = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Stats `path` without following a final symlink's target's absence into an
 /// error: a missing file is `None`.
 pub fn stamp_of(path: &Path) -> Result<Option<FileStamp>, StorageError> {
@@ -295,7 +452,9 @@ fn open_existing(path: &Path) -> Result<Option<File>, StorageError> {
     }
 }
 
-fn create_file(path: &Path, length: u64) -> Result<File, StorageError> {
+/// Opens or creates the file, extended to `length`; also says whether it
+/// held any bytes before.
+fn create_file(path: &Path, length: u64) -> Result<(File, bool), StorageError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| StorageError::io("create directory", parent, e))?;
@@ -314,5 +473,5 @@ fn create_file(path: &Path, length: u64) -> Result<File, StorageError> {
         file.set_len(length)
             .map_err(|e| StorageError::io("extend", path, e))?;
     }
-    Ok(file)
+    Ok((file, metadata.len() > 0))
 }

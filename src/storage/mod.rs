@@ -4,14 +4,18 @@
 //! - [`disk`]: [`Storage`] opens the files under a data directory and reads,
 //!   writes and verifies blocks.
 //! - [`check`]: hash-checks existing data on every core.
+//! - [`hasher`]: hashes pieces as they are written, to verify them without
+//!   reading them back.
 //! - [`resume`]: the crash-safe resume file that saves a recheck at start-up.
 
 pub mod check;
 pub mod disk;
+pub mod hasher;
 pub mod layout;
 pub mod resume;
 
 pub use disk::{FileStamp, OpenMode, Storage, StorageError};
+pub use hasher::PieceHashers;
 pub use layout::{Layout, Segment};
 pub use resume::{Resume, ResumeError};
 
