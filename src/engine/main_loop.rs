@@ -376,7 +376,7 @@ impl MainLoop {
                 Some(input) = self.peer_rx.recv() => self.peer_input(input).await,
                 Some(connection) = self.conn_rx.recv() => self.connection(connection).await,
                 Some(work) = self.work_rx.recv() => self.work(work).await,
-                Some(report) = self.reports_rx.recv() => self.tracker_report(report),
+                Some(report) = self.reports_rx.recv() => self.tracker_report(report).await,
                 _ = second.tick() => self.each_second().await,
                 _ = choke_round.tick() => self.choke_round(),
             }
@@ -487,7 +487,7 @@ impl MainLoop {
         }
     }
 
-    fn tracker_report(&mut self, report: TrackerReport) {
+    async fn tracker_report(&mut self, report: TrackerReport) {
         match report {
             TrackerReport::Peers { url, peers } => {
                 let now = Instant::now();
@@ -502,6 +502,10 @@ impl MainLoop {
                 }
                 debug!(self.log, "tracker answered"; "url" => url, "new" => new);
                 self.emit(Event::Peers { new });
+                // At once, not at the next tick: a reader may be waiting.
+                if new > 0 {
+                    self.dial().await;
+                }
             }
             TrackerReport::Warning { url, message } => {
                 self.emit(Event::TrackerWarning(format!("{url}: {message}")));

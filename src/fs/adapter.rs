@@ -10,15 +10,17 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, Request, WriteFlags,
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    WriteFlags,
 };
+use slog::{debug, info, Logger};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +44,13 @@ enum Open {
     Snapshot(Arc<Vec<u8>>),
     /// An `event` stream.
     Events(Arc<tokio::sync::Mutex<EventStream>>),
-    /// `ctl`, `peers/ID/ctl`, `files/...`: nothing kept per handle.
+    /// `ctl`, `peers/ID/ctl`: nothing kept per handle.
     Plain,
+    /// A `files/` entry read through our read handler (page cache kept).
+    Cached(u64),
+    /// A complete `files/` entry whose reads the kernel passes straight to
+    /// the data file (FUSE passthrough); the id lives while handles use it.
+    Passthrough { _backing: Arc<BackingId> },
 }
 
 struct EventStream {
@@ -73,6 +80,11 @@ pub struct SwarmFs {
     mounted_at: SystemTime,
     /// Open handles, shared with the tasks that answer opens.
     handles: Arc<Mutex<HashMap<u64, Open>>>,
+    /// Whether the kernel granted FUSE passthrough (and we may use it).
+    passthrough: AtomicBool,
+    /// Passthrough ids by inode: every open of an inode must share one.
+    backing: Mutex<HashMap<u64, Weak<BackingId>>>,
+    log: Logger,
     next_handle: AtomicU64,
     /// Connected peers, kept current from the event stream.
     peers: Arc<Mutex<BTreeSet<PeerId>>>,
@@ -87,6 +99,7 @@ impl SwarmFs {
         data: Arc<Storage>,
         shutdown: CancellationToken,
         quit: QuitSender,
+        log: Logger,
     ) -> SwarmFs {
         let peers: Arc<Mutex<BTreeSet<PeerId>>> = Arc::default();
         // Follow connects and disconnects so lookups need not ask the engine.
@@ -128,6 +141,9 @@ impl SwarmFs {
             uid: unsafe { libc::getuid() },
             gid: unsafe { libc::getgid() },
             mounted_at: SystemTime::now(),
+            passthrough: AtomicBool::new(false),
+            log,
+            backing: Mutex::default(),
             handles: Arc::default(),
             next_handle: AtomicU64::new(1),
             peers,
@@ -302,6 +318,61 @@ impl SwarmFs {
         Some(out)
     }
 
+    /// The passthrough id for a complete `files/` entry, when the kernel
+    /// allows passthrough: reads then go from the kernel to the data file
+    /// as fast as reading it directly. Not while the inode has cached opens
+    /// (the kernel refuses to mix the two), and not when the data file is
+    /// longer than the torrent's file (the kernel would read past our end).
+    fn backing_for(&self, ino: u64, reply: &ReplyOpen) -> Option<Arc<BackingId>> {
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return None;
+        }
+        let index = self.tree.index(ino)?;
+        let NodeKind::File {
+            index: file,
+            length,
+            offset,
+        } = self.tree.node(index).kind
+        else {
+            return None;
+        };
+        let piece_length = self.meta.piece_length;
+        let first = (offset / piece_length) as u32;
+        let last = ((offset + length.max(1) - 1) / piece_length) as u32;
+        if length == 0 || !self.engine.have().contains_all(first..last + 1) {
+            return None;
+        }
+        let mut backing = lock(&self.backing);
+        if let Some(id) = backing.get(&ino).and_then(Weak::upgrade) {
+            return Some(id);
+        }
+        let cached = lock(&self.handles)
+            .values()
+            .any(|o| matches!(o, Open::Cached(i) if *i == ino));
+        if cached {
+            return None;
+        }
+        let data_file = std::fs::File::open(self.data.file_path(file)).ok()?;
+        if data_file.metadata().ok()?.len() != length {
+            return None;
+        }
+        match reply.open_backing(&data_file) {
+            Ok(id) => {
+                debug!(self.log, "passthrough"; "file" => self.data.file_path(file).display().to_string());
+                let id = Arc::new(id);
+                backing.insert(ino, Arc::downgrade(&id));
+                Some(id)
+            }
+            Err(e) => {
+                // Not permitted (it needs CAP_SYS_ADMIN) or not supported
+                // here: the read handler serves every open from now on.
+                info!(self.log, "no FUSE passthrough, files/ reads go through swarmfs"; "why" => e.to_string());
+                self.passthrough.store(false, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
     fn add_handle(&self, open: Open) -> u64 {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         lock(&self.handles).insert(fh, open);
@@ -439,6 +510,22 @@ pub fn signal_pending(pid: u32) -> bool {
 }
 
 impl Filesystem for SwarmFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Let the kernel read ahead as far as it will: sequential reads of
+        // files/ are the common case.
+        let _ = config
+            .set_max_readahead(u32::MAX)
+            .or_else(|max| config.set_max_readahead(max));
+        // Passthrough (Linux 6.9+) for complete files; backing files may
+        // sit on a stacked filesystem such as overlayfs.
+        if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(2).is_ok()
+        {
+            self.passthrough.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(name) = name.to_str() else {
             return reply.error(Errno::ENOENT);
@@ -532,15 +619,20 @@ impl Filesystem for SwarmFs {
                     peers.iter().find(|p| p.id == id).map(render::peer_state)
                 }),
                 _ => {
-                    let fh = self.add_handle(Open::Plain);
+                    if self.tree.index(ino).is_none() {
+                        let fh = self.add_handle(Open::Plain);
+                        return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+                    }
+                    if let Some(id) = self.backing_for(ino, &reply) {
+                        let fh = self.add_handle(Open::Passthrough {
+                            _backing: id.clone(),
+                        });
+                        return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
+                    }
                     // Torrent content never changes once verified, and reads
                     // of unverified ranges wait: the page cache is safe.
-                    let flags = if self.tree.index(ino).is_some() {
-                        FopenFlags::FOPEN_KEEP_CACHE
-                    } else {
-                        FopenFlags::FOPEN_DIRECT_IO
-                    };
-                    reply.opened(FileHandle(fh), flags);
+                    let fh = self.add_handle(Open::Cached(ino));
+                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
                 }
             },
         }

@@ -118,6 +118,7 @@ pub fn serve(
         data,
         shutdown.clone(),
         quit_tx.clone(),
+        log.clone(),
     );
 
     let mut config = fuser::Config::default();
