@@ -127,13 +127,22 @@ start_seeder() {
 }
 
 # mount_swarmfs TORRENT MNT OPTIONS: mounts in the background (the default
-# mode) and fails the test when it does not report the mount ready.
-# SWARMFS_FLAGS (e.g. -v for debug logs) go before the arguments.
+# mode) and fails the test when it does not report the mount ready; sets
+# MOUNT_PID (tracked). SWARMFS_FLAGS (e.g. -v for debug logs) go before the
+# arguments.
 mount_swarmfs() {
     mkdir -p "$2"
     track_mount "$2"
     "$SWARMFS" ${SWARMFS_FLAGS:-} "$1" "$2" -o "$3,log=$SCRATCH/swarmfs.log" || fail "mount failed: $(tail -5 "$SCRATCH/swarmfs.log")"
     mountpoint -q "$2" || fail "swarmfs exited 0 but $2 is not a mount point"
+    MOUNT_PID=$(swarmfs_pid "$2")
+    track_pid "$MOUNT_PID"
+}
+
+# wait_complete MNT SECONDS WHAT: fails with WHAT and the stats unless the
+# mount at MNT has every piece within SECONDS.
+wait_complete() {
+    wait_until "$2" grep -qx 'state seeding' "$1/stats" || fail "$3: $(cat "$1/stats")"
 }
 
 # The PID of the swarmfs serving mount $1 (from its command line).

@@ -17,9 +17,8 @@ sleep 1 # let it check its data and announce
 mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,bind=127.0.0.1"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
-wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "no download from aria2: $(cat "$mnt/stats")"
+pid=$MOUNT_PID
+wait_complete "$mnt" 60 "no download from aria2"
 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs (from aria2)"
 cmp "$SCRATCH/content/sub/two.bin" "$mnt/files/content/sub/two.bin" || fail "two.bin differs (from aria2)"
 kill "$aria_seeder" 2>/dev/null || true # only the mount seeds now

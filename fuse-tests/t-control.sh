@@ -62,7 +62,7 @@ if cat "$SCRATCH/cmds" >"$mnt/ctl" 2>/dev/null; then fail "half-bad write accept
 expect_eq "up_limit unchanged by a rejected write" 2097152 "$(stat_of "$mnt" up_limit)"
 
 # Wait for the download; the event stream saw it happen.
-wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "download did not complete: $(cat "$mnt/stats")"
+wait_complete "$mnt" 60 "download did not complete"
 # Everything queued since open, then the reader is parked until timeout's
 # SIGTERM interrupts it (mawk would wait for a full buffer: use cat).
 timeout 3 cat <&3 >"$SCRATCH/events" || true

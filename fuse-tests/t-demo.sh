@@ -21,7 +21,7 @@ echo 'down 0' >"$mnt/ctl"
 wait_until 10 bash -c "ls '$mnt/peers' | grep -qE '^[0-9]+$'" || fail "no peer in peers/"
 grep -q "came to you through BitTorrent" "$mnt/files/swarmfs-demo/README.txt" || fail "README.txt"
 expect_eq "numbers.txt last line" 200000 "$(tail -n 1 "$mnt/files/swarmfs-demo/numbers.txt")"
-wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "demo download did not finish: $(cat "$mnt/stats")"
+wait_complete "$mnt" 60 "demo download did not finish"
 expect_eq "noise.bin size" 33554432 "$(stat -c %s "$mnt/files/swarmfs-demo/more/noise.bin")"
 tmp=$(ls -d /tmp/swarmfs-demo-"$pid" 2>/dev/null || true)
 [ -n "$tmp" ] || fail "no demo directory for pid $pid"

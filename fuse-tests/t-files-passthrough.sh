@@ -13,11 +13,10 @@ mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"
 SWARMFS_FLAGS=-v mount_swarmfs "$SCRATCH/content.torrent" "$mnt" \
     "data=$SCRATCH/data,port=0,no_trackers,peer=127.0.0.1:$SEEDER_PORT"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
+pid=$MOUNT_PID
 grep -qx 'state downloading' "$mnt/stats" || fail "finished before the test could open a file early"
 exec 3<"$mnt/files/content/one.bin" # a cached open, made while downloading
-wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "not complete: $(cat "$mnt/stats")"
+wait_complete "$mnt" 60 "not complete"
 
 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs beside a held open"
 cmp "$SCRATCH/content/one.bin" - <&3 || fail "one.bin differs through the open held across completion"
@@ -37,9 +36,8 @@ wait_exit "$pid" 10 || fail "still running after quit"
 # Bytes of the user's own past the torrent's end of a file: not shown.
 printf 'extra bytes that are not part of the torrent\n' >>"$SCRATCH/data/content/sub/three.txt"
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,no_trackers"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
-wait_until 20 grep -qx 'state seeding' "$mnt/stats" || fail "remount not complete: $(cat "$mnt/stats")"
+pid=$MOUNT_PID
+wait_complete "$mnt" 20 "remount not complete"
 cmp "$SCRATCH/content/sub/three.txt" "$mnt/files/content/sub/three.txt" || fail "three.txt shows bytes past its end"
 cmp "$SCRATCH/content/sub/two.bin" "$mnt/files/content/sub/two.bin" || fail "two.bin differs after remount"
 echo quit >"$mnt/ctl"

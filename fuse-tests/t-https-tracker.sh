@@ -39,8 +39,7 @@ mkdir "$SCRATCH/untrusted"
 mnt="$SCRATCH/mnt-untrusted"
 SSL_CERT_FILE="$tls/other.pem" mount_swarmfs "$SCRATCH/content.torrent" "$mnt" \
     "data=$SCRATCH/untrusted,port=$(free_port)"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
+pid=$MOUNT_PID
 timeout 30 grep -m1 '^tracker error' "$mnt/event" >"$SCRATCH/untrusted.event" &
 reader=$!
 sleep 0.5
@@ -57,8 +56,7 @@ mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"
 SSL_CERT_FILE="$tls/ca.pem" mount_swarmfs "$SCRATCH/content.torrent" "$mnt" \
     "data=$SCRATCH/data,port=$(free_port)"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
+pid=$MOUNT_PID
 wait_until 60 grep -qx 'state seeding' "$mnt/stats" ||
     fail "nothing through the https tracker: $(cat "$mnt/stats"); $(grep -i tracker "$SCRATCH/swarmfs.log" | tail -3)"
 for f in one.bin sub/two.bin sub/three.txt empty; do

@@ -9,8 +9,7 @@ mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"
 # No peers at all: nothing will ever arrive.
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,no_trackers"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
+pid=$MOUNT_PID
 
 ms() { echo $(($(date +%s%N) / 1000000)); }
 

@@ -12,9 +12,8 @@ mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"
 port=$(free_port)
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=$port"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
-wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "nothing through the UDP tracker: $(cat "$mnt/stats")"
+pid=$MOUNT_PID
+wait_complete "$mnt" 60 "nothing through the UDP tracker"
 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs (UDP tracker)"
 kill "$LT_SEEDER"
 

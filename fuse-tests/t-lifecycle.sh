@@ -49,7 +49,7 @@ pid=$(swarmfs_pid "$mnt")
 wait_until 10 bash -c "! grep -qx 'state checking' '$mnt/stats'" || fail "stuck checking"
 have_at_start=$(stat_of "$mnt" have)
 [ "$have_at_start" -gt 0 ] || fail "remount started from nothing"
-wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "did not finish: $(cat "$mnt/stats")"
+wait_complete "$mnt" 60 "did not finish"
 size=$(stat_of "$mnt" size)
 downloaded=$(stat_of "$mnt" downloaded)
 # Everything fetched again was missing: no verified piece twice. One piece of

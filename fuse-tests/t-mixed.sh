@@ -11,8 +11,7 @@ start_lt_seeder
 mkdir "$SCRATCH/data" "$SCRATCH/aria2" "$SCRATCH/lt"
 mnt="$SCRATCH/mnt"
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,bind=127.0.0.1"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
+pid=$MOUNT_PID
 aria2c --interface=127.0.0.1 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false \
     --summary-interval=0 --console-log-level=warn --seed-time=0 --dir="$SCRATCH/aria2" \
     --listen-port="$(free_port)" "$SCRATCH/content.torrent" >"$SCRATCH/aria2.log" 2>&1 &
@@ -23,7 +22,7 @@ track_pid "$aria"
 lt=$!
 track_pid "$lt"
 
-wait_until 120 grep -qx 'state seeding' "$mnt/stats" || fail "swarmfs did not finish: $(cat "$mnt/stats")"
+wait_complete "$mnt" 120 "swarmfs did not finish"
 wait "$aria" || fail "aria2 did not finish: $(tail -5 "$SCRATCH/aria2.log")"
 wait "$lt" || fail "libtorrent did not finish: $(tail -5 "$SCRATCH/lt-leech.log")"
 for f in one.bin sub/two.bin sub/three.txt; do

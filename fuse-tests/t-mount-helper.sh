@@ -22,7 +22,7 @@ mount -t fuse.swarmfs "$SCRATCH/content.torrent" "$mnt" -o "$opts" || fail "moun
 mountpoint -q "$mnt" || fail "not mounted"
 pid=$(pgrep -f -- "swarmfs $SCRATCH/content.torrent $mnt" | head -1)
 track_pid "$pid"
-wait_until 30 grep -qx 'state seeding' "$mnt/stats" || fail "no download: $(cat "$mnt/stats")"
+wait_complete "$mnt" 30 "no download"
 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs"
 umount "$mnt" || fail "umount failed"
 wait_exit "$pid" 10 || fail "still running after umount"

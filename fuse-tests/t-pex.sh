@@ -17,8 +17,7 @@ port=$(free_port)
 # shared) while B runs.
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" \
     "data=$SCRATCH/data,port=$port,bind=127.0.0.1,up=16k,down=32k,peer=127.0.0.1:$LT_SEEDER_PORT"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
+pid=$MOUNT_PID
 wait_until 10 grep -qx "peers 1" "$mnt/stats" || fail "the mount did not connect to A: $(cat "$mnt/stats")"
 
 # 1. We share: B is given only the mount.
@@ -38,15 +37,14 @@ grep -qx 'state downloading' "$mnt/stats" || fail "the first mount finished too 
 mnt2="$SCRATCH/mnt2"
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt2" \
     "data=$SCRATCH/data2,port=$(free_port),bind=127.0.0.1,peer=127.0.0.1:$b_port"
-pid2=$(swarmfs_pid "$mnt2")
-track_pid "$pid2"
+pid2=$MOUNT_PID
 wait_until 30 grep -qx "127.0.0.1:$port" "$mnt2/peers/list" ||
     fail "the first mount not learned from libtorrent's PEX: peers/list: $(cat "$mnt2/peers/list")"
-wait_until 60 grep -qx 'state seeding' "$mnt2/stats" || fail "the second mount did not finish: $(cat "$mnt2/stats")"
+wait_complete "$mnt2" 60 "the second mount did not finish"
 cmp "$SCRATCH/content/sub/two.bin" "$mnt2/files/content/sub/two.bin" || fail "two.bin differs (second mount)"
 
 echo "down 0" >"$mnt/ctl"
-wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "the first mount did not finish: $(cat "$mnt/stats")"
+wait_complete "$mnt" 60 "the first mount did not finish"
 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs (first mount)"
 for m in "$mnt" "$mnt2"; do echo quit >"$m/ctl"; done
 wait_exit "$pid" 10 || fail "first mount still running after quit"

@@ -12,8 +12,7 @@ mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"
 # Slow enough that the reads below happen while the download runs.
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,down=1M"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
+pid=$MOUNT_PID
 
 # Random seeks into the second file, before most of it can have arrived.
 src="$SCRATCH/content/sub/two.bin"
@@ -37,7 +36,7 @@ grep -q '^client 1 libtorrent/' "$mnt/stats" || fail "stats clients: $(grep clie
 timeout 120 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs"
 timeout 120 cmp "$src" "$mnt/files/content/sub/two.bin" || fail "two.bin differs"
 echo 'down 0' >"$mnt/ctl"
-wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "not complete: $(cat "$mnt/stats")"
+wait_complete "$mnt" 60 "not complete"
 echo quit >"$mnt/ctl"
 wait_exit "$pid" 10 || fail "still running after quit"
 echo "ok: streamed with $have bytes verified at the last seek"

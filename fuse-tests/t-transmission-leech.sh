@@ -27,7 +27,7 @@ track_mount "$mnt"
     -o "data=$SCRATCH,bind=198.18.0.1,port=6881,log=$SCRATCH/swarmfs.log" || fail "mount failed"
 pid=$(swarmfs_pid "$mnt")
 track_pid "$pid"
-wait_until 20 grep -qx 'state seeding' "$mnt/stats" || fail "not seeding: $(cat "$mnt/stats")"
+wait_complete "$mnt" 20 "not seeding"
 
 mkdir -p "$SCRATCH/tr" "$SCRATCH/tr-data"
 cat >"$SCRATCH/tr/settings.json" <<'JSON'

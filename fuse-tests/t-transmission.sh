@@ -22,15 +22,14 @@ wait_until 30 grep -q "Seeding" "$SCRATCH/transmission.log" ||
 mkdir "$SCRATCH/data"
 mnt="$SCRATCH/mnt"
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,peer=127.0.0.1:$tport,no_trackers"
-pid=$(swarmfs_pid "$mnt")
-track_pid "$pid"
+pid=$MOUNT_PID
 wait_until 10 bash -c "ls '$mnt/peers' | grep -qE '^[0-9]+$'" || fail "Transmission did not connect"
 id=$(ls "$mnt/peers" | grep -E '^[0-9]+$' | head -1)
 grep -q '^client Transmission' "$mnt/peers/$id/state" || fail "client: $(grep client "$mnt/peers/$id/state")"
 grep -q '^client 1 Transmission' "$mnt/stats" || fail "stats clients: $(grep client "$mnt/stats")"
 timeout 60 cmp "$SCRATCH/content/one.bin" "$mnt/files/content/one.bin" || fail "one.bin differs (Transmission)"
 timeout 60 cmp "$SCRATCH/content/sub/two.bin" "$mnt/files/content/sub/two.bin" || fail "two.bin differs (Transmission)"
-wait_until 60 grep -qx 'state seeding' "$mnt/stats" || fail "not complete: $(cat "$mnt/stats")"
+wait_complete "$mnt" 60 "not complete"
 echo quit >"$mnt/ctl"
 wait_exit "$pid" 10 || fail "still running after quit"
 echo ok
