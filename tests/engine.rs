@@ -118,12 +118,9 @@ fn a_leecher_seeds_what_it_has_to_another_leecher() {
     let (meta, _) = common::torrent_of(&source, 16 * 1024);
     let seeder = seeder(&meta, source_dir.path());
     let a_dir = tempfile::tempdir().unwrap();
-    let a = Engine::start(
-        meta.clone(),
-        config(a_dir.path(), vec![seeder.listen_addr().unwrap()]),
-        logger(),
-    )
-    .unwrap();
+    let mut a_config = config(a_dir.path(), vec![seeder.listen_addr().unwrap()]);
+    a_config.pex = false; // else A tells the seeder of B, and it dials B
+    let a = Engine::start(meta.clone(), a_config, logger()).unwrap();
     let b_dir = tempfile::tempdir().unwrap();
     let mut b_config = config(b_dir.path(), vec![a.listen_addr().unwrap()]);
     b_config.pex = false; // else A tells B of the seeder

@@ -1190,26 +1190,28 @@ impl MainLoop {
         if !peer.am_interested || self.state == State::Stopped {
             return;
         }
-        // While choked, only allowed-fast pieces (BEP 6) may be requested.
-        let pieces = if peer.peer_choking {
-            let allowed: Bitfield = peer.pieces.clone() & peer.allowed_fast.clone();
-            if !allowed.any() {
-                return;
-            }
-            allowed
-        } else {
-            peer.pieces.clone()
-        };
         // Enough requests to cover about a second at the peer's recent rate.
         let depth = (peer.down.recent_rate() as usize / crate::wire::MAX_BLOCK as usize
             + MIN_PIPELINE)
             .clamp(MIN_PIPELINE, MAX_PIPELINE)
             .min(peer.reqq.map_or(usize::MAX, |q| q as usize));
-        if peer.outstanding.len() >= depth {
+        let want = depth.saturating_sub(peer.outstanding.len());
+        // Top up once a quarter of the pipeline is free, not after every
+        // block: requests then leave in groups, one write for several.
+        if want == 0 || (want < depth / 4 && !peer.outstanding.is_empty()) {
             return;
         }
-        let want = depth - peer.outstanding.len();
-        let blocks = self.picker.pick(id, &pieces, want);
+        // While choked, only allowed-fast pieces (BEP 6) may be requested.
+        let blocks = if peer.peer_choking {
+            let allowed: Bitfield = peer.pieces.clone() & peer.allowed_fast.clone();
+            if !allowed.any() {
+                return;
+            }
+            self.picker.pick(id, &allowed, want)
+        } else {
+            // Borrowed, not cloned: this runs for every block received.
+            self.picker.pick(id, &peer.pieces, want)
+        };
         for block in blocks {
             // Registered before it is sent, so it cannot arrive unexpected.
             self.keeper.expect(id, block);

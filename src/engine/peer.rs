@@ -43,7 +43,7 @@ const BULK_QUEUE: usize = UPLOAD_BATCH;
 /// peer that lets this fill up is not reading from its socket.
 pub const CONTROL_QUEUE: usize = 1024;
 /// Socket reads ask for this much at a time.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// A batch of writes (and their hashing) that takes longer than this moves
 /// the peer's next writes off the async runtime.
 const SLOW_WRITE: Duration = Duration::from_millis(2);
