@@ -10,6 +10,7 @@ _pids=()
 _mounts=()
 _remove=()
 _netns=()
+_fs_mounts=()
 
 cleanup() {
     local rc=$? m p
@@ -24,6 +25,9 @@ cleanup() {
         if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$SCRATCH"; then
             kill -9 "$p" 2>/dev/null
         fi
+    done
+    for m in "${_fs_mounts[@]}"; do
+        umount -l "$m"
     done
     for p in "${_remove[@]}"; do
         rm -f "$p"
@@ -48,6 +52,8 @@ expect_eq() {
 track_pid() { _pids+=("$1"); }
 remove_at_exit() { _remove+=("$1"); }
 track_mount() { _mounts+=("$1"); }
+# A non-FUSE mount (tmpfs), unmounted after the processes are gone.
+track_fs_mount() { _fs_mounts+=("$1"); }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -253,3 +253,64 @@ fn vectored_writes_across_files_verify_with_and_without_the_running_hash() {
     let reopened = Storage::open(&meta, data.path(), OpenMode::Create).unwrap();
     assert!(!reopened.found_no_data());
 }
+
+/// Links planted in the data directory (by another user, an archive, a
+/// previous torrent) must not let a torrent write, or read, outside it.
+#[test]
+fn symlinks_in_the_data_directory_are_never_followed() {
+    use std::os::unix::fs::symlink;
+    use swarmfs::storage::StorageError;
+
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = make_tree(source_dir.path(), "content", TREE);
+    let (meta, _) = torrent_of(&source, PIECE);
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+
+    // 1. The torrent's top directory is a link to somewhere else.
+    let data = tempfile::tempdir().unwrap();
+    symlink(outside.path(), data.path().join("content")).unwrap();
+    for mode in [OpenMode::Create, OpenMode::ReadOnly] {
+        match Storage::open(&meta, data.path(), mode) {
+            Err(StorageError::Symlink { path }) => assert_eq!(path, data.path().join("content")),
+            Err(e) => panic!("{mode:?}: wrong error {e}"),
+            Ok(_) => panic!("{mode:?}: followed the link"),
+        }
+    }
+    let message = Storage::open(&meta, data.path(), OpenMode::Create)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("symbolic link"), "{message}");
+    // 2. A directory deeper down is a link.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data.path().join("content")).unwrap();
+    symlink(outside.path(), data.path().join("content/sub")).unwrap();
+    assert!(matches!(
+        Storage::open(&meta, data.path(), OpenMode::Create),
+        Err(StorageError::Symlink { .. })
+    ));
+    // 3. A file is a link to a file outside.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data.path().join("content")).unwrap();
+    symlink(&victim, data.path().join("content/z.txt")).unwrap();
+    assert!(matches!(
+        Storage::open(&meta, data.path(), OpenMode::Create),
+        Err(StorageError::Symlink { .. })
+    ));
+    // Nothing outside was created, extended or written.
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let names: Vec<_> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("victim")]);
+    // A data directory that is itself a link is the user's choice: followed.
+    let real = tempfile::tempdir().unwrap();
+    let via = tempfile::tempdir().unwrap();
+    symlink(real.path(), via.path().join("data")).unwrap();
+    let store = Storage::open(&meta, &via.path().join("data"), OpenMode::Create).unwrap();
+    assert!(real.path().join("content/sub/deeper/c.bin").is_file());
+    assert!(store.reopen_read_only(0).is_ok());
+}

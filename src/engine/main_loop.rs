@@ -44,6 +44,8 @@ const PEER_INPUT_QUEUE: usize = 512;
 pub const MAX_QUEUED_REQUESTS: usize = 500;
 /// Requests we keep outstanding at a peer: at least / at most.
 const MIN_PIPELINE: usize = 16;
+/// After a failed write, how long to wait before trying the disk again.
+pub const DISK_RETRY: Duration = Duration::from_secs(30);
 const MAX_PIPELINE: usize = 250;
 /// Connect and handshake must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -185,6 +187,9 @@ pub struct MainLoop {
     down_total: RateWindow,
     up_total: RateWindow,
     resume_dirty: bool,
+    /// A block write failed (a full or failing disk): no new requests until
+    /// a retry ([`DISK_RETRY`] later, or `start`) writes a block again.
+    disk_error: Option<DiskError>,
     saving: bool,
     last_save: Instant,
     /// Peers to drop at the end of this turn (a full queue, a violation).
@@ -194,6 +199,14 @@ pub struct MainLoop {
     /// The verified pieces, shared with readers outside the engine.
     have_set: Arc<PieceSet>,
     quit: Option<oneshot::Sender<()>>,
+}
+
+/// The last failed write, and whether requests are paused because of it.
+struct DiskError {
+    message: String,
+    since: Instant,
+    /// A retry is under way: requests flow until a write fails or succeeds.
+    retrying: bool,
 }
 
 /// `-SF0100-` and 12 random alphanumerics.
@@ -324,6 +337,7 @@ impl MainLoop {
             down_total: RateWindow::default(),
             up_total: RateWindow::default(),
             resume_dirty: false,
+            disk_error: None,
             saving: false,
             last_save: Instant::now(),
             doomed: Vec::new(),
@@ -580,6 +594,9 @@ impl MainLoop {
                 }
             }
             Command::Start => {
+                if self.disk_error.is_some() {
+                    self.retry_disk().await;
+                }
                 if self.state == State::Stopped {
                     let now = Instant::now();
                     for k in self.known.values_mut() {
@@ -659,6 +676,50 @@ impl MainLoop {
             down_limit: self.config.down_limit,
             listen: self.listen,
             clients: self.client_counts(),
+            disk_error: self.disk_error.as_ref().map(|e| e.message.clone()),
+        }
+    }
+
+    /// A block could not be written. The first failure pauses requesting
+    /// (blocks already requested still arrive, and fail quietly); verified
+    /// pieces are untouched, and the block is simply needed again.
+    fn write_failed(&mut self, block: BlockRef, error: String) {
+        let message = format!("writing piece {}: {error}", block.piece);
+        match &mut self.disk_error {
+            Some(e) if !e.retrying => return,
+            Some(e) => {
+                // The retry failed too: wait again, quietly.
+                e.retrying = false;
+                e.since = Instant::now();
+                e.message = message;
+                return;
+            }
+            None => {}
+        }
+        let retry = self.config.disk_retry.as_secs();
+        warn!(self.log, "write failed, requests paused"; "piece" => block.piece, "error" => &error);
+        self.emit(Event::Error(format!(
+            "{message}; downloading paused, retried every {retry} s or on `start`"
+        )));
+        self.disk_error = Some(DiskError {
+            message,
+            since: Instant::now(),
+            retrying: false,
+        });
+    }
+
+    /// Lets requests flow again to see whether the disk takes writes.
+    async fn retry_disk(&mut self) {
+        if let Some(e) = &mut self.disk_error {
+            e.retrying = true;
+            debug!(self.log, "retrying writes");
+        }
+        self.fill_all_requests().await;
+    }
+
+    async fn fill_all_requests(&mut self) {
+        for id in self.peers.keys().copied().collect::<Vec<_>>() {
+            self.fill_requests(id).await;
         }
     }
 
@@ -956,11 +1017,7 @@ impl MainLoop {
             PeerInput::WriteFailed(block, error) => {
                 peer.outstanding.remove(&block);
                 self.picker.withdraw(id, block);
-                warn!(self.log, "write failed"; "piece" => block.piece, "error" => &error);
-                self.emit(Event::Error(format!(
-                    "writing piece {}: {error}",
-                    block.piece
-                )));
+                self.write_failed(block, error);
             }
             PeerInput::UploadSlot(reply) => {
                 peer.upload_waiter = Some(reply);
@@ -1190,6 +1247,9 @@ impl MainLoop {
         if !peer.am_interested || self.state == State::Stopped {
             return;
         }
+        if self.disk_error.as_ref().is_some_and(|e| !e.retrying) {
+            return;
+        }
         // Enough requests to cover about a second at the peer's recent rate.
         let depth = (peer.down.recent_rate() as usize / crate::wire::MAX_BLOCK as usize
             + MIN_PIPELINE)
@@ -1223,6 +1283,12 @@ impl MainLoop {
     }
 
     async fn block_written(&mut self, id: PeerId, block: BlockRef) {
+        if self.disk_error.as_ref().is_some_and(|e| e.retrying) {
+            self.disk_error = None;
+            info!(self.log, "writes work again");
+            self.emit(Event::WritesResumed);
+            self.fill_all_requests().await;
+        }
         let bytes = block.len as u64;
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.outstanding.remove(&block);
@@ -1374,6 +1440,13 @@ impl MainLoop {
         self.banned.retain(|_, ban| ban.until > now);
         if self.pex_allowed() {
             self.send_pex(now);
+        }
+        if self
+            .disk_error
+            .as_ref()
+            .is_some_and(|e| !e.retrying && now.duration_since(e.since) >= self.config.disk_retry)
+        {
+            self.retry_disk().await;
         }
         self.update_progress();
         self.dial().await;

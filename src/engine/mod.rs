@@ -91,6 +91,8 @@ pub struct Config {
     pub pex: bool,
     /// How often peer exchange messages go out to a peer, at most.
     pub pex_interval: Duration,
+    /// After a failed write, how long until writes are tried again.
+    pub disk_retry: Duration,
 }
 
 impl Config {
@@ -108,6 +110,7 @@ impl Config {
             silence_limit: Duration::from_secs(120),
             pex: true,
             pex_interval: Duration::from_secs(60),
+            disk_retry: main_loop::DISK_RETRY,
         }
     }
 }
@@ -178,6 +181,8 @@ pub enum Event {
     TrackerWarning(String),
     /// Something went wrong that the user should know (disk errors, resume file).
     Error(String),
+    /// A write succeeded after a failed one: downloading goes on.
+    WritesResumed,
     Stopped,
     Started,
 }
@@ -228,6 +233,8 @@ pub struct Stats {
     /// The connected peers' client names and how many run each, most
     /// common first.
     pub clients: Vec<(String, usize)>,
+    /// The last failed write while downloading is paused because of it.
+    pub disk_error: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -352,7 +352,7 @@ impl SwarmFs {
         if cached {
             return None;
         }
-        let data_file = std::fs::File::open(self.data.file_path(file)).ok()?;
+        let data_file = self.data.reopen_read_only(file).ok()?;
         if data_file.metadata().ok()?.len() != length {
             return None;
         }

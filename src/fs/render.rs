@@ -37,6 +37,10 @@ pub fn stats(s: &Stats) -> String {
         s.up_limit,
         s.down_limit,
     );
+    // Only while downloading is paused by it; the message holds spaces.
+    if let Some(error) = &s.disk_error {
+        let _ = writeln!(out, "disk_error {}", one_line(error));
+    }
     // Last, and the name last on its line: client names hold spaces.
     for (client, count) in &s.clients {
         let _ = writeln!(out, "client {count} {}", one_line(client));
@@ -119,6 +123,7 @@ pub fn event(e: &Event) -> String {
         Event::TrackerError(m) => format!("tracker error {}", one_line(m)),
         Event::TrackerWarning(m) => format!("tracker warning {}", one_line(m)),
         Event::Error(m) => format!("error {}", one_line(m)),
+        Event::WritesResumed => "writes resumed".to_string(),
         Event::Stopped => "stopped".to_string(),
         Event::Started => "started".to_string(),
     };
@@ -185,6 +190,7 @@ mod tests {
                 ("libtorrent/2.0.8.0".into(), 2),
                 ("Transmission 3.00".into(), 1),
             ],
+            disk_error: None,
         };
         let text = stats(&s);
         assert!(text.starts_with("name n\ninfohash abab"));
@@ -194,5 +200,13 @@ mod tests {
             "up_limit 0\ndown_limit 1024\nclient 2 libtorrent/2.0.8.0\nclient 1 Transmission 3.00\n"
         ));
         assert_eq!(ctl(&s), "up 0\ndown 1024\nstart\n");
+        let full = Stats {
+            disk_error: Some("writing piece 3: No space left on device".into()),
+            clients: vec![],
+            ..s
+        };
+        assert!(stats(&full)
+            .ends_with("down_limit 1024\ndisk_error writing piece 3: No space left on device\n"));
+        assert_eq!(event(&Event::WritesResumed), "writes resumed\n");
     }
 }

@@ -5,7 +5,7 @@
 //! can use one `Storage` at once. Writers never overlap because each block
 //! belongs to exactly one place in one piece.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -35,6 +35,8 @@ pub enum StorageError {
     OutOfRange { piece: u32, offset: u64, len: u64 },
     #[error("storage was opened read-only")]
     ReadOnly,
+    #[error("{path} is a symbolic link; swarmfs follows no links inside the data directory, so a torrent's files cannot end up outside it")]
+    Symlink { path: PathBuf },
 }
 
 impl StorageError {
@@ -82,6 +84,8 @@ impl FileStamp {
 
 struct StoredFile {
     path: PathBuf,
+    /// `path` below the data directory.
+    relative: PathBuf,
     handle: Option<File>,
     /// Written since the last `sync`.
     dirty: AtomicBool,
@@ -94,6 +98,7 @@ pub struct Storage {
     piece_hashes: Vec<[u8; 20]>,
     files: Vec<StoredFile>,
     writable: bool,
+    root: PathBuf,
 }
 
 impl Storage {
@@ -102,16 +107,18 @@ impl Storage {
         let layout = Layout::of(meta);
         let mut files = Vec::with_capacity(meta.files.len());
         for entry in &meta.files {
-            let path = root.join(entry.relative_path());
+            let relative = entry.relative_path();
+            let path = root.join(&relative);
             let (handle, had_data) = match mode {
-                OpenMode::ReadOnly => (open_existing(&path)?, true),
+                OpenMode::ReadOnly => (open_existing(root, &relative)?, true),
                 OpenMode::Create => {
-                    let (file, had_data) = create_file(&path, entry.length)?;
+                    let (file, had_data) = create_file(root, &relative, entry.length)?;
                     (Some(file), had_data)
                 }
             };
             files.push(StoredFile {
                 path,
+                relative,
                 handle,
                 dirty: AtomicBool::new(false),
                 had_data,
@@ -122,6 +129,7 @@ impl Storage {
             piece_hashes: meta.piece_hashes.clone(),
             files,
             writable: mode == OpenMode::Create,
+            root: root.to_owned(),
         })
     }
 
@@ -141,6 +149,15 @@ impl Storage {
 
     pub fn file_path(&self, file: usize) -> &Path {
         &self.files[file].path
+    }
+
+    /// A fresh read-only handle on file `file`, found the same link-free
+    /// way as at open (for FUSE passthrough, which wants its own handle).
+    pub fn reopen_read_only(&self, file: usize) -> Result<File, StorageError> {
+        let entry = &self.files[file];
+        let handle = open_beneath(&self.root, &entry.relative, false)?;
+        regular_file_metadata(&handle, &entry.path)?;
+        Ok(handle)
     }
 
     /// Fills `buf` with the bytes at `offset` in piece `piece`.
@@ -441,37 +458,137 @@ fn regular_file_metadata(file: &File, path: &Path) -> Result<std::fs::Metadata, 
     Ok(metadata)
 }
 
-fn open_existing(path: &Path) -> Result<Option<File>, StorageError> {
-    match File::open(path) {
+fn open_existing(root: &Path, relative: &Path) -> Result<Option<File>, StorageError> {
+    let path = root.join(relative);
+    match open_beneath(root, relative, false) {
         Ok(file) => {
-            regular_file_metadata(&file, path)?;
+            regular_file_metadata(&file, &path)?;
             Ok(Some(file))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StorageError::io("open", path, e)),
+        Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
 /// Opens or creates the file, extended to `length`; also says whether it
 /// held any bytes before.
-fn create_file(path: &Path, length: u64) -> Result<(File, bool), StorageError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StorageError::io("create directory", parent, e))?;
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| StorageError::io("open", path, e))?;
-    let metadata = regular_file_metadata(&file, path)?;
+fn create_file(root: &Path, relative: &Path, length: u64) -> Result<(File, bool), StorageError> {
+    let path = root.join(relative);
+    std::fs::create_dir_all(root).map_err(|e| StorageError::io("create directory", root, e))?;
+    let file = open_beneath(root, relative, true)?;
+    let metadata = regular_file_metadata(&file, &path)?;
     // Extend, never truncate: bytes past the torrent's length are the
     // user's, and shrinking a file could destroy data another torrent shares.
     if metadata.len() < length {
         file.set_len(length)
-            .map_err(|e| StorageError::io("extend", path, e))?;
+            .map_err(|e| StorageError::io("extend", &path, e))?;
     }
     Ok((file, metadata.len() > 0))
+}
+
+/// Opens `relative` under `root` one component at a time, never following a
+/// symbolic link (`O_NOFOLLOW` on every step): a link planted in the data
+/// directory, before or while we run, cannot send a torrent's bytes, or
+/// reads of them, outside it. `root` itself is the user's choice and may be
+/// a link. With `create`, missing directories and the file are made and the
+/// file opened for writing; without, it is opened read-only.
+fn open_beneath(root: &Path, relative: &Path, create: bool) -> Result<File, StorageError> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Component;
+
+    let names: Vec<&std::ffi::OsStr> = relative
+        .components()
+        .map(|c| match c {
+            Component::Normal(name) => Ok(name),
+            _ => Err(StorageError::io(
+                "open",
+                &root.join(relative),
+                io::Error::new(io::ErrorKind::InvalidInput, "not a plain relative path"),
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    let Some((file_name, dirs)) = names.split_last() else {
+        return Err(StorageError::NotAFile {
+            path: root.to_owned(),
+        });
+    };
+    let mut dir = File::open(root).map_err(|e| StorageError::io("open", root, e))?;
+    let mut path = root.to_owned();
+    let c_name = |name: &std::ffi::OsStr, path: &Path| {
+        CString::new(name.as_bytes()).map_err(|_| {
+            StorageError::io(
+                "open",
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "NUL in a file name"),
+            )
+        })
+    };
+    // A refusal to follow shows as ELOOP (or ENOTDIR with O_DIRECTORY);
+    // say which it was.
+    let explain = |dir: &File, name: &CString, path: &Path, op, err: io::Error| {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd, NUL-terminated name, and a stat buffer we own.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            StorageError::Symlink {
+                path: path.to_owned(),
+            }
+        } else {
+            StorageError::io(op, path, err)
+        }
+    };
+    for name in dirs {
+        path.push(name);
+        let c = c_name(name, &path)?;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: valid directory fd and NUL-terminated name.
+        let mut fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
+        if fd < 0 && create && io::Error::last_os_error().kind() == io::ErrorKind::NotFound {
+            // SAFETY: as above.
+            let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o777) };
+            if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::AlreadyExists {
+                return Err(StorageError::io(
+                    "create directory",
+                    &path,
+                    io::Error::last_os_error(),
+                ));
+            }
+            // SAFETY: as above.
+            fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
+        }
+        if fd < 0 {
+            let err = io::Error::last_os_error();
+            return Err(explain(&dir, &c, &path, "open directory", err));
+        }
+        // SAFETY: a fresh fd that nothing else owns.
+        dir = unsafe { File::from_raw_fd(fd) };
+    }
+    path.push(file_name);
+    let c = c_name(file_name, &path)?;
+    let flags = libc::O_NOFOLLOW
+        | libc::O_CLOEXEC
+        | if create {
+            libc::O_RDWR | libc::O_CREAT
+        } else {
+            libc::O_RDONLY
+        };
+    // SAFETY: valid directory fd and NUL-terminated name; mode for O_CREAT.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, 0o666 as libc::c_uint) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        return Err(explain(&dir, &c, &path, "open", err));
+    }
+    // SAFETY: a fresh fd that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
