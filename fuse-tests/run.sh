@@ -28,7 +28,7 @@ for test in "${tests[@]}"; do
     export SCRATCH
     log="$SCRATCH.log"
     if timeout --kill-after=10 "$limit" bash "$test" >"$log" 2>&1; then
-        echo "PASS $name"
+        echo "PASS $name: $(tail -1 "$log")"
         passed=$((passed + 1))
     else
         echo "FAIL $name (exit $?); its output:"
