@@ -471,10 +471,12 @@ impl MainLoop {
             commands: commands_rx,
             reports: self.reports_tx.clone(),
             cancel: cancel.clone(),
+            first_backoff: self.config.tracker_retry,
             announce: {
                 let udp = Arc::new(super::udp_tracker::UdpTrackers::default());
+                let timeout = self.config.tracker_timeout;
                 Arc::new(move |url: &str, request: &tracker::AnnounceRequest| {
-                    tracker::announce_any(&udp, url, request)
+                    tracker::announce_any(&udp, url, request, timeout)
                 })
             },
         };

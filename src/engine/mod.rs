@@ -93,6 +93,10 @@ pub struct Config {
     pub pex_interval: Duration,
     /// After a failed write, how long until writes are tried again.
     pub disk_retry: Duration,
+    /// An HTTP announce that takes longer than this has failed.
+    pub tracker_timeout: Duration,
+    /// The wait after a failed announce (doubling with each further one).
+    pub tracker_retry: Duration,
 }
 
 impl Config {
@@ -111,6 +115,8 @@ impl Config {
             pex: true,
             pex_interval: Duration::from_secs(60),
             disk_retry: main_loop::DISK_RETRY,
+            tracker_timeout: tracker::ANNOUNCE_TIMEOUT,
+            tracker_retry: tracker::FIRST_BACKOFF,
         }
     }
 }

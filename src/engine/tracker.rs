@@ -152,6 +152,7 @@ fn certificates_in(pem: &[u8]) -> Option<ureq::tls::RootCerts> {
 pub fn announce_http(
     base: &str,
     request: &AnnounceRequest,
+    timeout: Duration,
 ) -> Result<AnnounceResponse, TrackerError> {
     let url = announce_url(base, request);
     let error = |message: String| TrackerError::Request {
@@ -164,7 +165,7 @@ pub fn announce_http(
                 .root_certs(tls_roots().clone())
                 .build(),
         )
-        .timeout_global(Some(ANNOUNCE_TIMEOUT))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .user_agent(concat!("swarmfs/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -271,14 +272,16 @@ fn dictionary_peer(value: &BencodeElem) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Announces to any supported tracker URL: `http://`, `https://`, `udp://`.
+/// Announces to any supported tracker URL: `http://`, `https://`, `udp://`
+/// (HTTP gives up after `timeout`; UDP follows BEP 15's own retry timing).
 pub fn announce_any(
     udp: &super::udp_tracker::UdpTrackers,
     url: &str,
     request: &AnnounceRequest,
+    timeout: Duration,
 ) -> Result<AnnounceResponse, TrackerError> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        announce_http(url, request)
+        announce_http(url, request, timeout)
     } else if url.starts_with("udp://") {
         udp.announce(url, request)
     } else {
@@ -316,6 +319,9 @@ pub struct TrackerTask {
     pub cancel: CancellationToken,
     /// The announce function (HTTP by default; tests can substitute).
     pub announce: AnnounceFn,
+    /// The wait after a failed announce; it doubles with each further
+    /// failure, up to [`MAX_BACKOFF`].
+    pub first_backoff: Duration,
 }
 
 impl TrackerTask {
@@ -324,11 +330,11 @@ impl TrackerTask {
         // BEP 12: the URLs of a tier are tried in a random order.
         shuffle_tiers(&mut self.tiers, super::random_u64());
         let mut event = Some(AnnounceEvent::Started);
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = self.first_backoff;
         loop {
             let wait = match self.announce_once(event).await {
                 Ok(response) => {
-                    backoff = FIRST_BACKOFF;
+                    backoff = self.first_backoff;
                     event = None;
                     response
                         .interval
@@ -554,6 +560,7 @@ mod tests {
             commands,
             reports,
             cancel: cancel.clone(),
+            first_backoff: FIRST_BACKOFF,
             announce: Arc::new(move |url: &str, r: &AnnounceRequest| {
                 seen.lock().unwrap().push((url.to_owned(), r.event));
                 if url.contains("down") {
