@@ -31,6 +31,14 @@ enum Behaviour {
     HaveOutOfRange,
     /// Announces a 4 GiB message.
     HugeLength,
+    /// A bitfield with a bit set past the last piece.
+    SpareBits,
+    /// A bitfield one byte short.
+    ShortBitfield,
+    /// Sends blocks nobody asked for (garbage), and never unchokes.
+    Unsolicited,
+    /// Sends half of the first block asked for, then resets the connection.
+    ResetMidBlock,
 }
 
 /// A scripted peer listening on 127.0.0.1; serves one connection at a time
@@ -66,6 +74,13 @@ fn serve(
     if pieces % 8 != 0 {
         *bits.last_mut().unwrap() = 0xff << (8 - pieces % 8);
     }
+    match behaviour {
+        Behaviour::SpareBits => *bits.last_mut().unwrap() = 0xff,
+        Behaviour::ShortBitfield => {
+            bits.pop();
+        }
+        _ => {}
+    }
     let mut msg = ((bits.len() + 1) as u32).to_be_bytes().to_vec();
     msg.push(5);
     msg.extend_from_slice(&bits);
@@ -77,7 +92,17 @@ fn serve(
             s.write_all(&have)?;
         }
         Behaviour::HugeLength => s.write_all(&[0xff, 0xff, 0xff, 0xf0, 7, 0, 0])?,
-        Behaviour::Corrupt => {}
+        Behaviour::Unsolicited => {
+            for offset in [0u32, 16384, 0] {
+                let mut block = (9 + 16384u32).to_be_bytes().to_vec();
+                block.push(7);
+                block.extend_from_slice(&0u32.to_be_bytes());
+                block.extend_from_slice(&offset.to_be_bytes());
+                block.extend(std::iter::repeat_n(0x5Au8, 16384));
+                s.write_all(&block)?;
+            }
+        }
+        _ => {}
     }
     loop {
         let mut len = [0u8; 4];
@@ -86,7 +111,17 @@ fn serve(
         let mut body = vec![0u8; len];
         s.read_exact(&mut body)?;
         match body.first() {
+            Some(2) if matches!(behaviour, Behaviour::Unsolicited) => {}
             Some(2) => s.write_all(&[0, 0, 0, 1, 1])?, // interested -> unchoke
+            Some(6) if matches!(behaviour, Behaviour::ResetMidBlock) => {
+                let mut half = (9 + 16384u32).to_be_bytes().to_vec();
+                half.push(7);
+                half.extend_from_slice(&body[1..9]);
+                half.extend(std::iter::repeat_n(0xA5u8, 8192));
+                s.write_all(&half)?;
+                reset(&s);
+                return Ok(());
+            }
             Some(6) => {
                 let piece = &body[1..5];
                 let offset = &body[5..9];
@@ -100,6 +135,25 @@ fn serve(
             }
             _ => {}
         }
+    }
+}
+
+/// Closes `s` with a reset (RST) rather than an orderly FIN: linger 0.
+fn reset(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a linger struct of the size we pass.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
 
@@ -177,7 +231,12 @@ fn a_peer_sending_corrupt_blocks_is_banned_and_the_download_completes() {
 
 #[test]
 fn a_peer_sending_a_malformed_message_is_dropped_without_harm() {
-    for behaviour in [Behaviour::HaveOutOfRange, Behaviour::HugeLength] {
+    for behaviour in [
+        Behaviour::HaveOutOfRange,
+        Behaviour::HugeLength,
+        Behaviour::SpareBits,
+        Behaviour::ShortBitfield,
+    ] {
         let (events, fake) = download_with(behaviour);
         let dropped = events.iter().find_map(|e| match e {
             Event::Disconnected { addr, reason, .. } if *addr == fake => Some(reason.clone()),
@@ -533,5 +592,228 @@ fn allowed_fast_pieces_are_requested_while_choked() {
     assert!(
         requested.iter().all(|&p| p == 3),
         "requested while choked: {requested:?}"
+    );
+}
+
+#[test]
+fn blocks_nobody_asked_for_are_ignored() {
+    let (events, fake) = download_with(Behaviour::Unsolicited);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::HashFail { .. })),
+        "unsolicited garbage reached a piece: {events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Banned { addr, .. } if *addr == fake)),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_connection_reset_mid_block_costs_only_that_peer() {
+    let (events, fake) = download_with(Behaviour::ResetMidBlock);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Disconnected { addr, .. } if *addr == fake)),
+        "{events:?}"
+    );
+    // The half block was never written as data: no piece failed.
+    assert!(!events.iter().any(|e| matches!(e, Event::HashFail { .. })));
+}
+
+fn disconnect_reason(
+    engine: &Engine,
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+) -> String {
+    engine.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                Ok(Ok(Event::Disconnected { reason, .. })) => return reason,
+                Ok(Ok(_)) => {}
+                other => panic!("no disconnect: {other:?}"),
+            }
+        }
+    })
+}
+
+#[test]
+fn a_wrong_info_hash_or_a_bad_request_ends_the_connection() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 100_000)]);
+    let (meta, _) = common::torrent_of(&source, 32 * 1024);
+    let seeder = common::seeder_with(&meta, config(source_dir.path(), vec![]));
+    let addr = seeder.listen_addr().unwrap();
+
+    // Another torrent's info-hash: closed without our handshake.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&handshake([0; 8], [0x77; 20], b"-XX0001-wronghash000"))
+        .unwrap();
+    let mut buf = [0u8; 68];
+    assert!(
+        s.read_exact(&mut buf).is_err(),
+        "answered a wrong info-hash"
+    );
+
+    // Requests no client may make: longer than 16 KiB, past the end of the
+    // piece (the last one is short), for a piece past the end.
+    let last = meta.piece_count() - 1;
+    let bad = [
+        (0u32, 0u32, 32 * 1024u32),
+        (last, 16 * 1024, 16 * 1024),
+        (last + 1, 0, 16 * 1024),
+    ];
+    let mut events = seeder.handle().subscribe();
+    for (i, (piece, offset, len)) in bad.into_iter().enumerate() {
+        let mut id = *b"-XX0001-badrequest00";
+        id[19] = b'0' + i as u8;
+        let mut s = leech_with(addr, &meta, [0; 8], &id);
+        assert!(read_until(&mut s, 1), "not unchoked");
+        let mut request = vec![0, 0, 0, 13, 6];
+        for field in [piece, offset, len] {
+            request.extend_from_slice(&field.to_be_bytes());
+        }
+        s.write_all(&request).unwrap();
+        assert!(!read_until(&mut s, 7), "served request {i}");
+        let reason = disconnect_reason(&seeder, &mut events);
+        assert!(reason.contains("protocol error"), "request {i}: {reason}");
+    }
+    let peers = seeder.block_on(seeder.handle().peers()).unwrap();
+    assert!(peers.is_empty(), "{peers:?}");
+    seeder.shutdown();
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A thousand connections, handshaking and leaving at once, and a couple
+/// of hundred that connect and say nothing, while a download runs: the
+/// download is unaffected, the connection limits hold, memory stays flat,
+/// and the events say what was refused (without one event per refusal).
+#[test]
+fn a_thousand_connections_leave_a_running_download_alone() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 4_000_000)]);
+    let (meta, _) = common::torrent_of(&source, 64 * 1024);
+    let mut honest = config(source_dir.path(), vec![]);
+    honest.up_limit = 1024 * 1024; // about 4 s: the flood runs mid-download
+    let seeder = common::seeder_with(&meta, honest);
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), vec![seeder.listen_addr().unwrap()]);
+    c.max_peers = 20;
+    let victim = Engine::start(meta.clone(), c, logger()).unwrap();
+    let handle = victim.handle();
+    let mut events = handle.subscribe();
+    // Connected to the seeder first, as a running download would be.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while victim.block_on(handle.stats()).unwrap().peers == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection to the seeder"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rss_before = rss_kib();
+    let target = victim.listen_addr().unwrap();
+    let info_hash = meta.info_hash.0;
+    let flood = std::thread::spawn(move || {
+        // A thousand handshakes; the first 50 connections held open (more
+        // than the limit of 20), the rest dropped once answered.
+        let mut accepted = 0;
+        let mut held = Vec::new();
+        for i in 0..1000u32 {
+            let Ok(mut s) = TcpStream::connect(target) else {
+                continue;
+            };
+            let mut id = *b"-XX0001-flood0000000";
+            id[12..16].copy_from_slice(&i.to_be_bytes());
+            let _ = s.write_all(&handshake([0; 8], info_hash, &id));
+            s.set_read_timeout(Some(Duration::from_millis(500))).ok();
+            let mut theirs = [0u8; 68];
+            if s.read_exact(&mut theirs).is_ok() {
+                accepted += 1;
+            }
+            if i < 50 {
+                held.push(s);
+            }
+        }
+        // Then connections that never send a byte, held open.
+        let mut silent = Vec::new();
+        for _ in 0..200 {
+            if let Ok(s) = TcpStream::connect(target) {
+                silent.push(s);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        silent.extend(held);
+        (silent, accepted)
+    });
+    let mut peak_peers = 0;
+    while !flood.is_finished() {
+        peak_peers = peak_peers.max(victim.block_on(handle.stats()).unwrap().peers);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (silent, answered) = flood.join().unwrap();
+    let done_by = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = victim.block_on(handle.stats()).unwrap();
+        peak_peers = peak_peers.max(stats.peers);
+        if stats.pieces_have == stats.pieces_total {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < done_by,
+            "download stalled: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rss_after = rss_kib();
+    let stats = victim.block_on(handle.stats()).unwrap();
+    drop(silent);
+    let mut refused = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::Refused { reason, .. } = e {
+            refused.push(reason);
+        }
+    }
+    victim.shutdown();
+    seeder.shutdown();
+    let got = std::fs::read(data.path().join("content/a.bin")).unwrap();
+    assert!(
+        got == std::fs::read(source.join("a.bin")).unwrap(),
+        "data differs"
+    );
+    assert!(peak_peers <= 20, "{peak_peers} peers at once, limit 20");
+    assert!(answered >= 19, "only {answered} handshakes answered");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.contains("too many handshakes under way")),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.contains("connection limit reached")),
+        "{refused:?}"
+    );
+    assert!(
+        refused.len() < 100,
+        "one event per refusal: {}",
+        refused.len()
+    );
+    // Incoming addresses are not kept as peers to dial.
+    assert!(stats.known <= 2, "known {}", stats.known);
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
     );
 }

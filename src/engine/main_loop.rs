@@ -8,8 +8,8 @@
 //! never waits on a peer: control messages go out with `try_send`, and a peer
 //! whose queue is full is disconnected.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +49,14 @@ pub const DISK_RETRY: Duration = Duration::from_secs(30);
 const MAX_PIPELINE: usize = 250;
 /// Connect and handshake must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Incoming connections still in their handshake, at most: a flood of
+/// connections that never handshake is closed at once past this.
+pub const MAX_HANDSHAKING: usize = 64;
+/// As [`MAX_HANDSHAKING`], from one IP address: one host holding its
+/// connections open cannot take every slot.
+pub const MAX_HANDSHAKING_PER_IP: usize = 8;
+/// How long a peer that connected to us has to send its handshake.
+const INCOMING_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a proven bad peer stays banned.
 const BAN_TIME: Duration = Duration::from_secs(600);
 /// A peer with this many hash-failure strikes is banned.
@@ -190,6 +198,7 @@ pub struct MainLoop {
     /// A block write failed (a full or failing disk): no new requests until
     /// a retry ([`DISK_RETRY`] later, or `start`) writes a block again.
     disk_error: Option<DiskError>,
+    refusals: RefusalNotices,
     saving: bool,
     last_save: Instant,
     /// Peers to drop at the end of this turn (a full queue, a violation).
@@ -338,6 +347,7 @@ impl MainLoop {
             up_total: RateWindow::default(),
             resume_dirty: false,
             disk_error: None,
+            refusals: RefusalNotices::default(),
             saving: false,
             last_save: Instant::now(),
             doomed: Vec::new(),
@@ -359,6 +369,7 @@ impl MainLoop {
                 listener,
                 self.handshake.clone(),
                 self.conn_tx.clone(),
+                self.events.clone(),
                 self.cancel.clone(),
             ));
         }
@@ -869,6 +880,18 @@ impl MainLoop {
         };
         if let Some(why) = refuse {
             debug!(self.log, "connection refused"; "addr" => addr, "why" => why);
+            // Worth telling: the limit and bans (not our own or doubled
+            // connections, which are routine).
+            if matches!(why, "connection limit reached" | "banned") {
+                if let Some(quiet) = self.refusals.due(Instant::now()) {
+                    let reason = if quiet > 0 {
+                        format!("{why} (and {quiet} more refused)")
+                    } else {
+                        why.to_string()
+                    };
+                    self.emit(Event::Refused { addr, reason });
+                }
+            }
             return;
         }
         if let Some(k) = self.known.get_mut(&addr) {
@@ -1631,8 +1654,12 @@ async fn accept_loop(
     listener: TcpListener,
     ours: Handshake,
     conn_tx: mpsc::Sender<Connection>,
+    events: broadcast::Sender<Event>,
     cancel: CancellationToken,
 ) {
+    let handshaking = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKING));
+    let per_ip: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let mut refusals = RefusalNotices::default();
     loop {
         let (mut stream, addr) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -1643,14 +1670,32 @@ async fn accept_loop(
                 Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue; }
             },
         };
+        let slot = HandshakeSlot::take(&handshaking, &per_ip, addr.ip());
+        let Some(slot) = slot else {
+            drop(stream);
+            if let Some(quiet) = refusals.due(Instant::now()) {
+                let _ = events.send(Event::Refused {
+                    addr,
+                    reason: format!(
+                        "too many handshakes under way ({MAX_HANDSHAKING}, \
+                         {MAX_HANDSHAKING_PER_IP} from one address; and {quiet} more refused)"
+                    ),
+                });
+            }
+            continue;
+        };
         let ours = ours.clone();
         let conn_tx = conn_tx.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let shaken = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = tokio::time::timeout(CONNECT_TIMEOUT, peer::handshake(&mut stream, &ours)) => r,
+                r = tokio::time::timeout(
+                    INCOMING_HANDSHAKE_TIMEOUT,
+                    peer::answer_handshake(&mut stream, &ours),
+                ) => r,
             };
+            drop(slot);
             if let Ok(Ok(theirs)) = shaken {
                 let _ = conn_tx
                     .send(Connection::Established {
@@ -1662,6 +1707,71 @@ async fn accept_loop(
                     .await;
             }
         });
+    }
+}
+
+/// A place among the incoming connections still handshaking: one of
+/// [`MAX_HANDSHAKING`] and one of its address's [`MAX_HANDSHAKING_PER_IP`],
+/// both given back on drop.
+struct HandshakeSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    per_ip: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl HandshakeSlot {
+    fn take(
+        all: &Arc<tokio::sync::Semaphore>,
+        per_ip: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+    ) -> Option<HandshakeSlot> {
+        let permit = all.clone().try_acquire_owned().ok()?;
+        let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(ip).or_default();
+        if *count >= MAX_HANDSHAKING_PER_IP {
+            return None;
+        }
+        *count += 1;
+        Some(HandshakeSlot {
+            _permit: permit,
+            per_ip: per_ip.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut counts = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// At most one `refused` event a second: a flood of connections must not
+/// become a flood of events. Counts the refusals it kept quiet.
+#[derive(Default)]
+struct RefusalNotices {
+    last: Option<Instant>,
+    quiet: u64,
+}
+
+impl RefusalNotices {
+    /// `Some(refusals kept quiet since the last notice)` when one is due.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.quiet += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.quiet))
     }
 }
 

@@ -181,6 +181,12 @@ pub enum Event {
         addr: SocketAddr,
         reason: String,
     },
+    /// An incoming connection was turned away (at most one event a second;
+    /// the reason counts the others).
+    Refused {
+        addr: SocketAddr,
+        reason: String,
+    },
     /// Every piece is verified.
     Done,
     TrackerError(String),

@@ -122,8 +122,8 @@ pub enum ConnectError {
     Timeout,
 }
 
-/// Exchanges handshakes on a fresh connection (either direction) and checks
-/// that the peer is in our torrent.
+/// Exchanges handshakes on a connection we made, and checks that the peer
+/// is in our torrent.
 pub async fn handshake(
     stream: &mut TcpStream,
     ours: &Handshake,
@@ -132,6 +132,28 @@ pub async fn handshake(
         .write_all(&ours.encode())
         .await
         .map_err(ConnectError::Handshake)?;
+    read_handshake(stream, ours).await
+}
+
+/// On a connection made to us: reads the peer's handshake first and
+/// answers only one for our torrent, so a scanner learns nothing (not our
+/// peer id, not that we serve anything) from a wrong info-hash.
+pub async fn answer_handshake(
+    stream: &mut TcpStream,
+    ours: &Handshake,
+) -> Result<Handshake, ConnectError> {
+    let theirs = read_handshake(stream, ours).await?;
+    stream
+        .write_all(&ours.encode())
+        .await
+        .map_err(ConnectError::Handshake)?;
+    Ok(theirs)
+}
+
+async fn read_handshake(
+    stream: &mut TcpStream,
+    ours: &Handshake,
+) -> Result<Handshake, ConnectError> {
     let mut theirs = [0u8; HANDSHAKE_LEN];
     stream
         .read_exact(&mut theirs)

@@ -119,6 +119,7 @@ pub fn event(e: &Event) -> String {
         Event::Piece(n) => format!("piece {n}"),
         Event::HashFail { piece, peer } => format!("hashfail {piece} {peer}"),
         Event::Banned { addr, reason } => format!("banned {addr} {}", one_line(reason)),
+        Event::Refused { addr, reason } => format!("refused {addr} {}", one_line(reason)),
         Event::Done => "done".to_string(),
         Event::TrackerError(m) => format!("tracker error {}", one_line(m)),
         Event::TrackerWarning(m) => format!("tracker warning {}", one_line(m)),
