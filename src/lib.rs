@@ -8,10 +8,12 @@
 //! - [`fs`]: the FUSE adapter over the engine.
 //! - [`wire`]: the peer wire protocol codec (no sockets).
 //! - [`units`]: byte sizes and rates as people write them (`256k`, `1.5M`).
+//! - [`fuzzing`]: the fuzz targets' entry points (see `fuzz/`).
 
 pub mod demo;
 pub mod engine;
 pub mod fs;
+pub mod fuzzing;
 pub mod metainfo;
 pub mod storage;
 pub mod units;

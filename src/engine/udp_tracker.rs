@@ -141,20 +141,7 @@ impl UdpTrackers {
                 return Err(e);
             }
         };
-        let interval = u32::from_be_bytes(reply[8..12].try_into().expect("20 bytes checked"));
-        // Peers come in the address family of the tracker's socket; a
-        // trailing partial entry is ignored.
-        let v6 = addr.is_ipv6();
-        let size = if v6 { 18 } else { 6 };
-        let whole = (reply.len() - 20) / size * size;
-        let peers =
-            crate::wire::compact::decode_peers(&reply[20..20 + whole], v6).unwrap_or_default();
-        Ok(AnnounceResponse {
-            interval: Duration::from_secs(interval.max(1) as u64),
-            min_interval: None,
-            peers,
-            warning: None,
-        })
+        Ok(announce_response(&reply, addr.is_ipv6()))
     }
 
     /// Sends `packet` until a reply with `action` and `tid` (at least `min`
@@ -197,23 +184,9 @@ impl UdpTrackers {
                         continue;
                     }
                 };
-                if len < 8 || u32::from_be_bytes(buf[4..8].try_into().expect("8 bytes")) != tid {
-                    continue;
-                }
-                match u32::from_be_bytes(buf[0..4].try_into().expect("8 bytes")) {
-                    ERROR => {
-                        return Err(TrackerError::Failure {
-                            url: url.to_owned(),
-                            reason: String::from_utf8_lossy(&buf[8..len]).into_owned(),
-                        })
-                    }
-                    a if a == action && len >= min => return Ok(buf[..len].to_vec()),
-                    _ => {
-                        return Err(TrackerError::BadResponse {
-                            url: url.to_owned(),
-                            why: format!("unexpected reply of {len} bytes"),
-                        })
-                    }
+                match judge_reply(&buf[..len], action, tid, min, url) {
+                    Some(result) => return result,
+                    None => continue,
                 }
             }
         }
@@ -221,6 +194,53 @@ impl UdpTrackers {
             url: url.to_owned(),
             message: format!("no answer after {} tries", self.retries + 1),
         })
+    }
+}
+
+/// What a datagram means to a request that waits for `action` with
+/// transaction `tid` (replies at least `min` bytes long): `None` when it
+/// is not an answer to it (keep waiting), else the reply or the error.
+pub fn judge_reply(
+    packet: &[u8],
+    action: u32,
+    tid: u32,
+    min: usize,
+    url: &str,
+) -> Option<Result<Vec<u8>, TrackerError>> {
+    let word =
+        |i: usize| u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]]);
+    if packet.len() < 8 || word(4) != tid {
+        return None;
+    }
+    Some(match word(0) {
+        ERROR => Err(TrackerError::Failure {
+            url: url.to_owned(),
+            reason: String::from_utf8_lossy(&packet[8..]).into_owned(),
+        }),
+        a if a == action && packet.len() >= min => Ok(packet.to_vec()),
+        _ => Err(TrackerError::BadResponse {
+            url: url.to_owned(),
+            why: format!("unexpected reply of {} bytes", packet.len()),
+        }),
+    })
+}
+
+/// An announce reply (action, tid, interval, leechers, seeders, then
+/// compact peers), at least 20 bytes. Peers come in the address family of
+/// the tracker's socket; a trailing partial entry is ignored.
+pub fn announce_response(reply: &[u8], v6: bool) -> AnnounceResponse {
+    let interval = reply
+        .get(8..12)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let size = if v6 { 18 } else { 6 };
+    let entries = reply.get(20..).unwrap_or_default();
+    let whole = entries.len() / size * size;
+    let peers = crate::wire::compact::decode_peers(&entries[..whole], v6).unwrap_or_default();
+    AnnounceResponse {
+        interval: Duration::from_secs(interval.max(1) as u64),
+        min_interval: None,
+        peers,
+        warning: None,
     }
 }
 

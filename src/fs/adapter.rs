@@ -24,7 +24,7 @@ use slog::{debug, info, Logger};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::ctl::{self, CtlCommand};
+use super::ctl::{self, CtlCommand, PeerAddress};
 use super::render;
 use super::tree::{self, FileTree, NodeKind, PeerNode};
 use crate::engine::{Command, EngineHandle, Event, PeerId, PeerSelector};
@@ -405,7 +405,11 @@ impl SwarmFs {
                 CtlCommand::Up(rate) => Command::SetUpLimit(rate),
                 CtlCommand::Down(rate) => Command::SetDownLimit(rate),
                 CtlCommand::Track => Command::Announce,
-                CtlCommand::Connect(addr) => Command::Connect(addr),
+                CtlCommand::Connect(PeerAddress::Ip(addr)) => Command::Connect(addr),
+                CtlCommand::Connect(PeerAddress::Name { host, port }) => {
+                    self.connect_by_name(host, port);
+                    continue;
+                }
                 CtlCommand::Disconnect(who) => Command::Disconnect(who),
                 CtlCommand::Stop => Command::Stop,
                 CtlCommand::Start => Command::Start,
@@ -419,6 +423,26 @@ impl SwarmFs {
             }
         }
         Ok(())
+    }
+
+    /// Looks `host` up on the engine's runtime, then connects to its first
+    /// address; a failure is an `error` event (the write has returned).
+    fn connect_by_name(&self, host: String, port: u16) {
+        let engine = self.engine.clone();
+        self.engine.runtime().spawn(async move {
+            let lookup = tokio::net::lookup_host((host.as_str(), port));
+            let found = tokio::time::timeout(Duration::from_secs(15), lookup).await;
+            match found {
+                Ok(Ok(mut addrs)) => match addrs.next() {
+                    Some(addr) => {
+                        engine.send(Command::Connect(addr)).await;
+                    }
+                    None => engine.emit(Event::Error(format!("ctl: {host} has no address"))),
+                },
+                Ok(Err(e)) => engine.emit(Event::Error(format!("ctl: cannot look up {host}: {e}"))),
+                Err(_) => engine.emit(Event::Error(format!("ctl: looking up {host} timed out"))),
+            }
+        });
     }
 
     /// A `files/` read: from disk at once when its pieces are verified;
