@@ -1,0 +1,3 @@
+#![no_main]
+// The body is swarmfs::fuzzing::tracker_udp, shared with tests/fuzz_corpus.rs.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| swarmfs::fuzzing::tracker_udp(data));
