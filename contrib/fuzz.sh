@@ -30,10 +30,10 @@ unavailable() {
     exit 1
 }
 rustup run nightly rustc --version >/dev/null 2>&1 ||
-    rustup toolchain install nightly --profile minimal >/dev/null 2>&1 ||
+    timeout 300 rustup toolchain install nightly --profile minimal >/dev/null 2>&1 ||
     unavailable "no nightly toolchain (rustup toolchain install nightly)"
 command -v cargo-fuzz >/dev/null 2>&1 ||
-    cargo install cargo-fuzz --locked >/dev/null 2>&1 ||
+    timeout 600 cargo install cargo-fuzz --locked >/dev/null 2>&1 ||
     unavailable "no cargo-fuzz (cargo install cargo-fuzz)"
 
 for t in "${targets[@]}"; do

@@ -9,8 +9,22 @@ use std::time::UNIX_EPOCH;
 use crate::engine::{BanInfo, Event, PeerInfo, State, Stats};
 
 /// Makes a message safe for one line.
+/// `text` made safe for one line of a control file: newlines become
+/// spaces, and other control characters (a terminal escape in a peer's
+/// client name, say) are written as `\xNN` / `\u{NNNN}`.
 fn one_line(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn stats(s: &Stats) -> String {
@@ -165,6 +179,10 @@ mod tests {
             "error ctl: unknown command\n"
         );
         assert_eq!(event(&Event::Done), "done\n");
+        assert_eq!(
+            event(&Event::Error("a\x1b[2Jb\nc\u{85}d\te".into())),
+            "error a\\x1b[2Jb c\\u{0085}d\\x09e\n"
+        );
     }
 
     #[test]
