@@ -817,3 +817,37 @@ fn a_thousand_connections_leave_a_running_download_alone() {
         "RSS grew from {rss_before} to {rss_after} KiB"
     );
 }
+
+/// Slowloris with a pulse: a byte every 300 ms, never a whole message.
+/// Bytes are not messages: the peer is as silent as one that sends nothing.
+#[test]
+fn a_peer_trickling_bytes_is_dropped_as_silent() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 50_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let mut c = config(source_dir.path(), vec![]);
+    c.silence_limit = Duration::from_secs(2);
+    let seeder = common::seeder_with(&meta, c);
+    let mut events = seeder.handle().subscribe();
+    let mut s = leech_from(seeder.listen_addr().unwrap(), &meta);
+    // The start of a 16 KiB `piece` message, one byte at a time.
+    let message = [
+        0u8, 0, 0x40, 0x09, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7,
+    ];
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    for byte in message {
+        if s.write_all(&[byte]).is_err() {
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(300));
+        if started.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    let reason = disconnect_reason(&seeder, &mut events);
+    assert_eq!(reason, "silent for 2 s", "after {sent} bytes");
+    assert!(started.elapsed() < Duration::from_secs(6));
+    seeder.shutdown();
+}
