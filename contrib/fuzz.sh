@@ -9,7 +9,7 @@
 # good ones). A crash stops the run and leaves the input in
 # fuzz/artifacts/TARGET/: fix the bug, then copy it to
 # fuzz/regressions/TARGET/ so that `cargo test` replays it forever.
-# Each input gets 10 s and 256 MiB, and no single allocation may exceed
+# Each input gets 10 s, the process 1 GiB (ASan included), and no single allocation may exceed
 # 64 MiB: a 4 GiB length prefix must not become a 4 GiB buffer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +44,7 @@ for t in "${targets[@]}"; do
     mkdir -p fuzz/artifacts
     status=0
     cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=256 -malloc_limit_mb=64 \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=64 \
         -print_final_stats=1 >"$log" 2>&1 || status=$?
     # libFuzzer's chatter stays in the log; its verdict is the exit status.
     grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$log" || true
