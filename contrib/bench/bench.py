@@ -555,11 +555,18 @@ class Bench:
         self.make_content()
         self.start_tracker()
         subprocess.run(["cat"] + [os.path.join(self.content, n) for n, _, _ in self.files], stdout=subprocess.DEVNULL)
-        for n in args.seeders:
+        for i, n in enumerate(args.seeders):
             seeders = self.start_seeders(n)
+            if i == 0:
+                # An untimed download first: on a virtual machine the first
+                # use of fresh memory for the page cache costs several times
+                # what later uses do, and it would fall on one client.
+                log("warm-up download (not counted)")
+                self.download(args.clients[0], n, -1)
             for r in range(args.rounds):
-                # Alternate the order so no client always goes first.
-                order = list(args.clients) if r % 2 == 0 else list(reversed(args.clients))
+                # Rotate the order so that no client always goes first.
+                k = r % len(args.clients)
+                order = list(args.clients[k:]) + list(args.clients[:k])
                 for client in order:
                     self.runs.append(self.download(client, n, r))
             if n == args.stream_seeders and not args.no_stream:
