@@ -1,0 +1,52 @@
+#!/usr/bin/python3
+"""Reads FILE from start to end as `cat` would (128 KiB reads), prints the
+seconds that took, then checks what was read against REF through the same
+open file: the bytes come back from the mount's page cache (or the
+filesystem again), never from a second path. Exit 1 if they differ.
+
+The check is kept out of the timed read on purpose: comparing as it goes
+(`cmp FILE REF`) would also time reading REF and comparing, work that no
+client's plain download is charged with.
+"""
+import os
+import sys
+import time
+
+CHUNK = 128 * 1024
+CHECK = 1 << 20
+
+
+def main():
+    path, ref = sys.argv[1], sys.argv[2]
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    start = time.monotonic()
+    fd = os.open(path, os.O_RDONLY)
+    total = 0
+    while True:
+        n = os.readv(fd, [view])
+        if n == 0:
+            break
+        total += n
+    seconds = time.monotonic() - start
+    with open(ref, "rb") as r:
+        offset = 0
+        while True:
+            want = r.read(CHECK)
+            got = os.pread(fd, CHECK, offset)
+            if want != got:
+                print("%s differs from %s at or after byte %d" % (path, ref, offset), file=sys.stderr)
+                return 1
+            if not want:
+                break
+            offset += len(want)
+    os.close(fd)
+    if offset != total:
+        print("read %d bytes of %s in order, but it holds %d" % (total, path, offset), file=sys.stderr)
+        return 1
+    print("%.6f" % seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
