@@ -35,7 +35,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-SWARMFS = os.path.join(ROOT, "target", "release", "swarmfs")
+# SWARMFS_BIN: another build to measure (an A/B of two builds, say).
+SWARMFS = os.environ.get("SWARMFS_BIN") or os.path.join(ROOT, "target", "release", "swarmfs")
 LT_PEER = os.path.join(ROOT, "tests", "support", "lt_peer.py")
 SEQREAD = os.path.join(HERE, "seqread.py")
 SRC_IP, DST_IP = "198.18.0.1", "198.18.0.2"
@@ -282,7 +283,7 @@ class Bench:
             mnt = os.path.join(run_dir, "mnt")
             os.makedirs(mnt)
             self.mounts.append(mnt)
-            argv = [SWARMFS, "-q", "-f", self.torrent, mnt, "-o",
+            argv = [SWARMFS, os.environ.get("SWARMFS_LOG", "-q"), "-f", self.torrent, mnt, "-o",
                     "data=%s,bind=%s,port=%d" % (data, DST_IP, port)]
 
             def done():
@@ -380,6 +381,10 @@ class Bench:
         }
         log("%-12s seeders=%d round=%d  %6.2f s  %6.1f MB/s  cpu %5.2f s  rss %5.1f MiB" % (
             client, seeders, round_no, wall, run["mb_per_s"], run["cpu_s"], run["peak_rss_mib"]))
+        # The client's own log stays, for a run that needs explaining.
+        logs = os.path.join(self.out, "logs")
+        os.makedirs(logs, exist_ok=True)
+        shutil.copy(logf, os.path.join(logs, "%s-s%d-r%d.log" % (client, seeders, round_no)))
         shutil.rmtree(run_dir, ignore_errors=True)
         return run
 
@@ -393,7 +398,7 @@ class Bench:
         self.mounts.append(mnt)
         port = self.next_port()
         if fs == "swarmfs":
-            argv = [SWARMFS, "-q", "-f", self.torrent, mnt, "-o", "data=%s,bind=%s,port=%d" % (data, DST_IP, port)]
+            argv = [SWARMFS, os.environ.get("SWARMFS_LOG", "-q"), "-f", self.torrent, mnt, "-o", "data=%s,bind=%s,port=%d" % (data, DST_IP, port)]
             prefix = os.path.join(mnt, "files", "content")
         else:
             argv = ["btfs", "-f", "--data-directory=" + data, "--min-port=%d" % port, "--max-port=%d" % port,

@@ -42,11 +42,11 @@ use crate::wire::{BlockRef, Geometry, Handshake, Message, EXTENSION_PROTOCOL, FA
 const PEER_INPUT_QUEUE: usize = 512;
 /// A peer may queue this many requests with us; more and it is dropped.
 pub const MAX_QUEUED_REQUESTS: usize = 500;
-/// Requests we keep outstanding at a peer: at least / at most.
-const MIN_PIPELINE: usize = 16;
 /// After a failed write, how long to wait before trying the disk again.
 pub const DISK_RETRY: Duration = Duration::from_secs(30);
-const MAX_PIPELINE: usize = 250;
+/// Requests we keep outstanding at a peer: at least / at most.
+const MIN_PIPELINE: usize = 16;
+const MAX_PIPELINE: usize = 1000;
 /// Connect and handshake must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Incoming connections still in their handshake, at most: a flood of
