@@ -579,7 +579,8 @@ class Bench:
             if n == args.stream_seeders and not args.no_stream:
                 self.extra["streaming"] = []
                 for r in range(args.rounds):
-                    for fs in (["swarmfs", "btfs"] if r % 2 == 0 else ["btfs", "swarmfs"]):
+                    order = ["swarmfs", "btfs"] if r % 2 == 0 else ["btfs", "swarmfs"]
+                    for fs in (f for f in order if f in args.stream_with):
                         self.extra["streaming"].append(self.stream(fs, r))
             for p in seeders:
                 self.stop(p, signal.SIGINT)
@@ -681,12 +682,15 @@ def summarize(runs, extra, args):
     st = extra.get("streaming")
     if st:
         med = {fs: {k: median([s[k] for s in st if s["fs"] == fs]) for k in
-                    ("mount_s", "first_byte_s", "sequential_s", "sequential_mb_per_s")} for fs in ("swarmfs", "btfs")}
+                    ("mount_s", "first_byte_s", "sequential_s", "sequential_mb_per_s")}
+               for fs in ("swarmfs", "btfs") if any(s["fs"] == fs for s in st)}
         out["streaming"] = med
+    if st and "swarmfs" in med and "btfs" in med:
         out["targets"].append(target("first byte at a random offset: swarmfs %.3f s <= btfs %.3f s" % (
             med["swarmfs"]["first_byte_s"], med["btfs"]["first_byte_s"]),
             med["swarmfs"]["first_byte_s"] / max(med["btfs"]["first_byte_s"], 1e-6),
             med["swarmfs"]["first_byte_s"] <= med["btfs"]["first_byte_s"]))
+    if st and "swarmfs" in med:
         plain = [d for d in out["downloads"] if d["client"] == "swarmfs" and d["seeders"] == args.stream_seeders]
         if plain:
             r = med["swarmfs"]["sequential_mb_per_s"] / plain[0]["mb_per_s"]
@@ -816,6 +820,8 @@ def main():
                    help="comma-separated, from %s (default all)" % ",".join(ALL_CLIENTS))
     p.add_argument("--stream-seeders", type=int, default=1, help="seeders for the streaming runs (default 1)")
     p.add_argument("--no-stream", action="store_true", help="skip the streaming comparison with btfs")
+    p.add_argument("--stream-with", type=lambda s: s.split(","), default=["swarmfs", "btfs"],
+                   help="filesystems to stream through (default swarmfs,btfs)")
     p.add_argument("--no-alone", action="store_true", help="skip files/ reads, hash check, machine limits")
     p.add_argument("--timeout", type=int, default=600, help="seconds a single download may take")
     p.add_argument("--out", default=os.path.join(os.getcwd(), "bench-results"), help="results directory")

@@ -8,9 +8,10 @@
 //! interrupts on; see `../shared/fuse-notes.md`), and all are answered when
 //! the filesystem shuts down.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -35,8 +36,38 @@ use crate::storage::Storage;
 const TTL: Duration = Duration::from_secs(1);
 /// How often a parked reader is checked for a fatal signal.
 pub const INTERRUPT_POLL: Duration = Duration::from_millis(100);
-/// Pieces fetched ahead of a blocked `files/` read, for streaming.
-pub const READ_AHEAD_PIECES: u32 = 4;
+/// A `files/` read pulls forward, in order, the missing pieces this far
+/// past it, so a reader going through a file finds them there instead of
+/// waiting on each (streaming): twice what the engine keeps in flight at
+/// one fast peer, so the window is refilled before it runs dry.
+pub const READ_AHEAD_BYTES: u64 = 32 << 20;
+/// ...and at least this many pieces, for torrents with big pieces.
+pub const READ_AHEAD_MIN_PIECES: u32 = 4;
+
+/// The pieces past a read's last piece that it pulls forward.
+pub fn read_ahead_pieces(piece_length: u64) -> u32 {
+    ((READ_AHEAD_BYTES / piece_length.max(1)).min(u32::MAX as u64) as u32)
+        .max(READ_AHEAD_MIN_PIECES)
+}
+
+/// The missing pieces, in order, among those a read of pieces
+/// `first..=last` needs and the `ahead` after them (up to `count`).
+pub fn pieces_to_pull(
+    has: impl Fn(u32) -> bool,
+    first: u32,
+    last: u32,
+    ahead: u32,
+    count: u32,
+) -> Vec<u32> {
+    let end = last.saturating_add(1).saturating_add(ahead).min(count);
+    (first..end).filter(|&p| !has(p)).collect()
+}
+
+thread_local! {
+    /// A FUSE thread's buffer for the `files/` reads it answers at once:
+    /// reused, so no allocation and no zeroing of every byte read.
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// What an open file handle reads from.
 enum Open {
@@ -88,6 +119,9 @@ pub struct SwarmFs {
     next_handle: AtomicU64,
     /// Connected peers, kept current from the event stream.
     peers: Arc<Mutex<BTreeSet<PeerId>>>,
+    /// The first piece of the last `files/` read that found its pieces
+    /// there and looked ahead: one look a piece, not one a 128 KiB read.
+    looked_ahead_from: AtomicU32,
     shutdown: CancellationToken,
     quit: QuitSender,
 }
@@ -147,6 +181,7 @@ impl SwarmFs {
             handles: Arc::default(),
             next_handle: AtomicU64::new(1),
             peers,
+            looked_ahead_from: AtomicU32::new(u32::MAX),
             shutdown,
             quit,
         }
@@ -462,6 +497,30 @@ impl SwarmFs {
         let first = ((stream_offset + offset) / piece_length) as u32;
         let last = ((stream_offset + offset + len - 1) / piece_length) as u32;
         let have = self.engine.have().clone();
+        let ahead = read_ahead_pieces(piece_length);
+        let count = self.meta.piece_count();
+        if have.contains_all(first..last + 1) {
+            // The window ahead slides with the reader, so the engine fetches
+            // its next pieces before they are read.
+            if self.looked_ahead_from.swap(first, Ordering::Relaxed) != first {
+                let pull = pieces_to_pull(|p| have.contains(p), first, last, ahead, count);
+                if !pull.is_empty() {
+                    let _ = self.engine.try_send(Command::Urgent(pull));
+                }
+            }
+            return READ_BUF.with_borrow_mut(|buf| {
+                if buf.len() < len as usize {
+                    buf.resize(len as usize, 0);
+                }
+                match self
+                    .data
+                    .read_file_at(index, offset, &mut buf[..len as usize])
+                {
+                    Ok(n) => reply.data(&buf[..n]),
+                    Err(_) => reply.error(Errno::EIO),
+                }
+            });
+        }
         let data = self.data.clone();
         let read = move || -> Result<Vec<u8>, Errno> {
             let mut buf = vec![0u8; len as usize];
@@ -471,14 +530,7 @@ impl SwarmFs {
             buf.truncate(n);
             Ok(buf)
         };
-        if have.contains_all(first..last + 1) {
-            return match read() {
-                Ok(buf) => reply.data(&buf),
-                Err(e) => reply.error(e),
-            };
-        }
-        let ahead = (last + 1 + READ_AHEAD_PIECES).min(self.meta.piece_count());
-        let urgent: Vec<u32> = (first..ahead).filter(|&p| !have.contains(p)).collect();
+        let urgent = pieces_to_pull(|p| have.contains(p), first, last, ahead, count);
         let engine = self.engine.clone();
         let stop = self.shutdown.clone();
         // Subscribe before the request, so no `piece` event can slip between.
@@ -873,7 +925,29 @@ async fn read_events(
 
 #[cfg(test)]
 mod tests {
-    use super::signal_pending;
+    use super::{pieces_to_pull, read_ahead_pieces, signal_pending, READ_AHEAD_MIN_PIECES};
+
+    #[test]
+    fn the_window_ahead_is_32_mib_of_pieces_and_never_under_four() {
+        assert_eq!(read_ahead_pieces(1 << 20), 32);
+        assert_eq!(read_ahead_pieces(32 << 10), 1024);
+        assert_eq!(read_ahead_pieces(16 << 20), READ_AHEAD_MIN_PIECES);
+        // A zero piece length (refused when a torrent is read) cannot divide by zero.
+        assert_eq!(read_ahead_pieces(0), 32 << 20);
+    }
+
+    #[test]
+    fn a_read_pulls_what_it_needs_and_the_missing_pieces_ahead_in_order() {
+        let have = |p: u32| [2, 5, 6].contains(&p);
+        // Needs 1..=2 (2 is here), looks 4 past: 3..=6.
+        assert_eq!(pieces_to_pull(have, 1, 2, 4, 100), vec![1, 3, 4]);
+        // The window stops at the last piece.
+        assert_eq!(pieces_to_pull(have, 7, 8, 10, 10), vec![7, 8, 9]);
+        // Nothing missing: nothing to pull.
+        assert!(pieces_to_pull(|_| true, 0, 3, 4, 100).is_empty());
+        // A window as large as u32 does not overflow.
+        assert_eq!(pieces_to_pull(have, 9, 9, u32::MAX, 12), vec![9, 10, 11]);
+    }
 
     #[test]
     fn a_running_process_has_no_signal_pending_and_a_missing_one_counts_as_gone() {
