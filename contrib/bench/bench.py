@@ -791,19 +791,28 @@ def plot(runs, path):
         log("python3-matplotlib missing: no plot")
         return
     groups = sorted({r["seeders"] for r in runs})
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
-    for ax, n in zip(axes[0], groups):
+    # Top row: every client; bottom row: the first seconds, where the fast
+    # ones are (else they are squashed against the axis by the slow ones).
+    fig, axes = plt.subplots(2, len(groups), figsize=(6 * len(groups), 9), squeeze=False)
+    for col, n in enumerate(groups):
         last = max(r["round"] for r in runs if r["seeders"] == n)
-        for r in runs:
-            if r["seeders"] == n and r["round"] == last:
+        shown = [r for r in runs if r["seeders"] == n and r["round"] == last]
+        fastest = min(r["wall_s"] for r in shown)
+        zoom = 1.2 * max(r["wall_s"] for r in shown if r["wall_s"] <= 4 * fastest)
+        for row, ax in enumerate(axes[:, col]):
+            for r in shown:
                 xs = [t for t, _ in r["progress"]]
                 ys = [b / MiB for _, b in r["progress"]]
                 ax.plot(xs, ys, label="%s (%.1f s)" % (r["client"], r["wall_s"]))
-        ax.set_title("%d libtorrent seeder(s), round %d" % (n, last))
-        ax.set_xlabel("seconds")
-        ax.set_ylabel("MiB on disk")
-        ax.grid(alpha=0.3)
-        ax.legend()
+            if row == 0:
+                ax.set_title("%d libtorrent seeder(s), round %d" % (n, last))
+            else:
+                ax.set_xlim(0, zoom)
+                ax.set_title("the same, first %.1f s" % zoom)
+            ax.set_xlabel("seconds")
+            ax.set_ylabel("MiB on disk")
+            ax.grid(alpha=0.3)
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
