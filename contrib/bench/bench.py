@@ -562,14 +562,15 @@ class Bench:
         self.make_content()
         self.start_tracker()
         subprocess.run(["cat"] + [os.path.join(self.content, n) for n, _, _ in self.files], stdout=subprocess.DEVNULL)
-        for i, n in enumerate(args.seeders):
+        for n in args.seeders:
             seeders = self.start_seeders(n)
-            if i == 0:
-                # An untimed download first: on a virtual machine the first
-                # use of fresh memory for the page cache costs several times
-                # what later uses do, and it would fall on one client.
-                log("warm-up download (not counted)")
-                self.download(args.clients[0], n, -1)
+            # An untimed download first, for each set of seeders: on a
+            # virtual machine the first use of fresh memory for the page
+            # cache costs several times what later uses do, and libtorrent
+            # in seed mode hashes each piece the first time it is asked
+            # for; both would fall on the first client of the first round.
+            log("warm-up download (not counted)")
+            self.download(args.clients[0], n, -1)
             for r in range(args.rounds):
                 # Rotate the order so that no client always goes first.
                 k = r % len(args.clients)
