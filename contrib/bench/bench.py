@@ -37,6 +37,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 # SWARMFS_BIN: another build to measure (an A/B of two builds, say).
 SWARMFS = os.environ.get("SWARMFS_BIN") or os.path.join(ROOT, "target", "release", "swarmfs")
+# SWARMFS_LOG: swarmfs's verbosity flag (-v for debug logs in OUT/logs).
+SWARMFS_VERBOSITY = os.environ.get("SWARMFS_LOG", "-q")
 LT_PEER = os.path.join(ROOT, "tests", "support", "lt_peer.py")
 SEQREAD = os.path.join(HERE, "seqread.py")
 SRC_IP, DST_IP = "198.18.0.1", "198.18.0.2"
@@ -283,7 +285,7 @@ class Bench:
             mnt = os.path.join(run_dir, "mnt")
             os.makedirs(mnt)
             self.mounts.append(mnt)
-            argv = [SWARMFS, os.environ.get("SWARMFS_LOG", "-q"), "-f", self.torrent, mnt, "-o",
+            argv = [SWARMFS, SWARMFS_VERBOSITY, "-f", self.torrent, mnt, "-o",
                     "data=%s,bind=%s,port=%d" % (data, DST_IP, port)]
 
             def done():
@@ -398,7 +400,7 @@ class Bench:
         self.mounts.append(mnt)
         port = self.next_port()
         if fs == "swarmfs":
-            argv = [SWARMFS, os.environ.get("SWARMFS_LOG", "-q"), "-f", self.torrent, mnt, "-o", "data=%s,bind=%s,port=%d" % (data, DST_IP, port)]
+            argv = [SWARMFS, SWARMFS_VERBOSITY, "-f", self.torrent, mnt, "-o", "data=%s,bind=%s,port=%d" % (data, DST_IP, port)]
             prefix = os.path.join(mnt, "files", "content")
         else:
             argv = ["btfs", "-f", "--data-directory=" + data, "--min-port=%d" % port, "--max-port=%d" % port,
