@@ -16,6 +16,20 @@ CHUNK = 128 * 1024
 CHECK = 1 << 20
 
 
+def pread_full(fd, size, offset):
+    """Up to `size` bytes at `offset`, short only at the end of the file
+    (a single pread may return less)."""
+    parts = []
+    while size > 0:
+        part = os.pread(fd, size, offset)
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+        offset += len(part)
+    return b"".join(parts)
+
+
 def main():
     path, ref = sys.argv[1], sys.argv[2]
     buf = bytearray(CHUNK)
@@ -33,7 +47,8 @@ def main():
         offset = 0
         while True:
             want = r.read(CHECK)
-            got = os.pread(fd, CHECK, offset)
+            # At the end of REF, one byte more: FILE must end there too.
+            got = pread_full(fd, len(want) or 1, offset)
             if want != got:
                 print("%s differs from %s at or after byte %d" % (path, ref, offset), file=sys.stderr)
                 return 1
