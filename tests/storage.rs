@@ -8,11 +8,36 @@ use std::os::unix::fs::FileExt;
 
 use bytes::Bytes;
 use swarmfs::storage::resume::{self, Resume};
-use swarmfs::storage::{check, Bitfield, OpenMode, PieceHashers, Storage};
+use swarmfs::storage::{check, Bitfield, OpenMode, PieceHashers, Put, StagedPieces, Storage};
 
 use common::{make_tree, torrent_of, TREE};
 
 const PIECE: u64 = 16 * 1024;
+
+/// Every file of the torrent holds the same bytes under both directories.
+fn assert_same_files(
+    meta: &swarmfs::metainfo::Metainfo,
+    source: &std::path::Path,
+    data: &std::path::Path,
+) {
+    for f in &meta.files {
+        let a = std::fs::read(source.join(f.relative_path())).unwrap();
+        let b = std::fs::read(data.join(f.relative_path())).unwrap();
+        assert!(a == b, "{:?} differs", f.path);
+    }
+}
+
+/// Every piece verifies, and the files are the source's.
+fn assert_complete_copy(
+    meta: &swarmfs::metainfo::Metainfo,
+    store: &Storage,
+    source: &std::path::Path,
+    data: &std::path::Path,
+) {
+    let all = check::verify_pieces(store, 2, &|_| true, &|_| {}).unwrap();
+    assert_eq!(all.count_ones(), meta.piece_count() as usize);
+    assert_same_files(meta, source, data);
+}
 
 #[test]
 fn download_layout_round_trips_blocks_across_files() {
@@ -44,13 +69,7 @@ fn download_layout_round_trips_blocks_across_files() {
             offset += len as u64;
         }
     }
-    let all = check::verify_pieces(&store, 2, &|_| true, &|_| {}).unwrap();
-    assert_eq!(all.count_ones(), meta.piece_count() as usize);
-    for f in &meta.files {
-        let a = std::fs::read(source_dir.path().join(f.relative_path())).unwrap();
-        let b = std::fs::read(data.path().join(f.relative_path())).unwrap();
-        assert!(a == b, "{:?} differs", f.path);
-    }
+    assert_complete_copy(&meta, &store, source_dir.path(), data.path());
 }
 
 #[test]
@@ -240,11 +259,7 @@ fn vectored_writes_across_files_verify_with_and_without_the_running_hash() {
             "nothing held once a piece is taken"
         );
     }
-    for f in &meta.files {
-        let a = std::fs::read(source_dir.path().join(f.relative_path())).unwrap();
-        let b = std::fs::read(data.path().join(f.relative_path())).unwrap();
-        assert!(a == b, "{:?} differs", f.path);
-    }
+    assert_same_files(&meta, source_dir.path(), data.path());
     // A corrupted byte on disk fails a piece verified from disk.
     let first = data.path().join(meta.files[0].relative_path());
     let file = OpenOptions::new().write(true).open(&first).unwrap();
@@ -252,6 +267,124 @@ fn vectored_writes_across_files_verify_with_and_without_the_running_hash() {
     assert!(!store.verify_rest(0, None).unwrap());
     let reopened = Storage::open(&meta, data.path(), OpenMode::Create).unwrap();
     assert!(!reopened.found_no_data());
+}
+
+/// Pieces staged in memory and written whole: page-aligned stretches go
+/// past the page cache, the rest (pieces that straddle files at odd
+/// offsets, a short last piece) through it; the bytes are the same.
+#[test]
+fn whole_pieces_from_memory_land_byte_for_byte_across_files() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = make_tree(source_dir.path(), "content", TREE);
+    for piece_length in [PIECE, 4 * PIECE] {
+        let (meta, _) = torrent_of(&source, piece_length);
+        let seed = Storage::open(&meta, source_dir.path(), OpenMode::ReadOnly).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let store = Storage::open(&meta, data.path(), OpenMode::Create).unwrap();
+        let staging = StagedPieces::new(1 << 20);
+        for piece in (0..meta.piece_count()).rev() {
+            let size = meta.piece_size(piece);
+            let mut whole = vec![0u8; size as usize];
+            seed.read_block(piece, 0, &mut whole).unwrap();
+            let offsets: Vec<u64> = (0..size).step_by(5000).collect();
+            for &offset in offsets.iter().rev() {
+                let end = (offset + 5000).min(size) as usize;
+                let put = staging.put(piece, size, offset, &whole[offset as usize..end]);
+                assert_eq!(put, Put::Staged);
+            }
+            let buffer = staging.take(piece).unwrap();
+            assert!(store.hash_matches(piece, &buffer), "piece {piece}");
+            store.write_piece(piece, &buffer, piece % 2 == 1).unwrap();
+            staging.give_back(buffer);
+        }
+        assert_complete_copy(&meta, &store, source_dir.path(), data.path());
+    }
+}
+
+/// Which of `len` bytes of `path` from its start are in the page cache, a
+/// flag a 4 KiB page.
+fn resident_pages(path: &std::path::Path, len: usize) -> Vec<bool> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    let pages = len.div_ceil(4096);
+    let mut flags = vec![0u8; pages];
+    // SAFETY: a read-only shared mapping of an open file, unmapped below;
+    // mincore writes one byte a page into `flags`, which has that many.
+    unsafe {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(map, libc::MAP_FAILED);
+        assert_eq!(libc::mincore(map, len, flags.as_mut_ptr()), 0);
+        libc::munmap(map, len);
+    }
+    flags.iter().map(|f| f & 1 == 1).collect()
+}
+
+/// A verified piece nobody is waiting to read goes past the page cache
+/// (where the filesystem takes O_DIRECT, as ext4, xfs and btrfs do); one a
+/// read waits for stays in it.
+#[test]
+fn pieces_nobody_waits_for_are_written_past_the_page_cache() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let size = 256 * 1024 + 100;
+    let source = make_tree(source_dir.path(), "content", &[("one.bin", size)]);
+    let (meta, _) = torrent_of(&source, 64 * 1024);
+    let seed = Storage::open(&meta, source_dir.path(), OpenMode::ReadOnly).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let store = Storage::open(&meta, data.path(), OpenMode::Create).unwrap();
+    let staging = StagedPieces::new(1 << 20);
+    for piece in 0..meta.piece_count() {
+        let len = meta.piece_size(piece);
+        let mut whole = vec![0u8; len as usize];
+        seed.read_block(piece, 0, &mut whole).unwrap();
+        assert_eq!(staging.put(piece, len, 0, &whole), Put::Staged);
+        let buffer = staging.take(piece).unwrap();
+        // Pieces 0 and 1 for nobody, 2 and 3 for a reader; 4 is the short tail.
+        store.write_piece(piece, &buffer, piece >= 2).unwrap();
+        staging.give_back(buffer);
+    }
+    let path = data.path().join(meta.files[0].relative_path());
+    assert!(std::fs::read(&path).unwrap() == std::fs::read(source.join("one.bin")).unwrap());
+    // (Reading it put it in the cache: drop and rewrite to look.)
+    drop(store);
+    std::fs::remove_file(&path).unwrap();
+    let store = Storage::open(&meta, data.path(), OpenMode::Create).unwrap();
+    for piece in 0..4 {
+        let mut whole = vec![0u8; 64 * 1024];
+        seed.read_block(piece, 0, &mut whole).unwrap();
+        staging.put(piece, whole.len() as u64, 0, &whole);
+        let buffer = staging.take(piece).unwrap();
+        store.write_piece(piece, &buffer, piece >= 2).unwrap();
+        staging.give_back(buffer);
+    }
+    let resident = resident_pages(&path, 256 * 1024);
+    let direct_possible = {
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .is_ok()
+    };
+    if direct_possible {
+        assert!(
+            resident[..32].iter().all(|r| !r),
+            "pieces 0-1 cached: {resident:?}"
+        );
+    } else {
+        eprintln!("this filesystem refuses O_DIRECT: every write went through the cache");
+        assert!(resident[..32].iter().all(|r| *r), "{resident:?}");
+    }
+    assert!(
+        resident[32..].iter().all(|r| *r),
+        "pieces 2-3 not cached: {resident:?}"
+    );
 }
 
 /// Links planted in the data directory (by another user, an archive, a

@@ -32,8 +32,8 @@ use super::{
     State, Stats,
 };
 use crate::metainfo::Metainfo;
-use crate::storage::PieceHashers;
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
+use crate::storage::{PieceHashers, StagedPieces};
 use crate::wire::extension::ExtensionHandshake;
 use crate::wire::pex::{Pex, MAX_PEX_PEERS, UT_PEX};
 use crate::wire::{BlockRef, Geometry, Handshake, Message, EXTENSION_PROTOCOL, FAST_EXTENSION};
@@ -61,6 +61,11 @@ const INCOMING_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BAN_TIME: Duration = Duration::from_secs(600);
 /// A peer with this many hash-failure strikes is banned.
 const MAX_STRIKES: u32 = 3;
+/// Memory for pieces assembled before they are written (see
+/// `storage::staging`): 32 pieces of the common 1 MiB, enough for several
+/// fast peers each filling a few pieces at once. Past it, pieces are
+/// written block by block.
+const STAGING_CAP: usize = 32 << 20;
 /// Verified pieces are recorded in the resume file at most this often.
 const RESUME_INTERVAL: Duration = Duration::from_secs(5);
 /// Wait before dialing an address again after a failure (doubles each time).
@@ -69,11 +74,20 @@ const REDIAL_DELAY: Duration = Duration::from_secs(30);
 /// Results of blocking work, back to the loop.
 enum Work {
     Checked(Result<Bitfield, String>),
-    Verified {
-        piece: u32,
-        result: Result<bool, String>,
-    },
+    Verified { piece: u32, verdict: Verdict },
     Saved(Result<(), String>),
+}
+
+/// How a completed piece's check went.
+enum Verdict {
+    /// Its hash matched, and it is on disk.
+    Good,
+    /// Its hash did not match.
+    Bad,
+    /// Reading it back failed.
+    ReadFailed(String),
+    /// It was verified in memory, but writing it failed.
+    WriteFailed(String),
 }
 
 /// A connection from the listener or a dial task.
@@ -167,6 +181,7 @@ pub struct MainLoop {
     choker: Choker,
     keeper: Piecekeeper,
     hashers: PieceHashers,
+    staging: StagedPieces,
     peers: BTreeMap<PeerId, Peer>,
     known: BTreeMap<SocketAddr, Known>,
     connecting: HashSet<SocketAddr>,
@@ -300,6 +315,7 @@ impl MainLoop {
             choker: Choker::new(random_u64()),
             keeper: Piecekeeper::new(),
             hashers: PieceHashers::new(),
+            staging: StagedPieces::new(STAGING_CAP),
             handshake: Handshake {
                 reserved: {
                     let mut r = [0u8; 8];
@@ -455,7 +471,7 @@ impl MainLoop {
                 // Nothing can be trusted: stay stopped rather than seed bad data.
                 self.state = State::Stopped;
             }
-            Work::Verified { piece, result } => self.verified(piece, result).await,
+            Work::Verified { piece, verdict } => self.verified(piece, verdict).await,
             Work::Saved(result) => {
                 self.saving = false;
                 if let Err(e) = result {
@@ -696,8 +712,8 @@ impl MainLoop {
     /// A block could not be written. The first failure pauses requesting
     /// (blocks already requested still arrive, and fail quietly); verified
     /// pieces are untouched, and the block is simply needed again.
-    fn write_failed(&mut self, block: BlockRef, error: String) {
-        let message = format!("writing piece {}: {error}", block.piece);
+    fn write_failed(&mut self, piece: u32, error: String) {
+        let message = format!("writing piece {piece}: {error}");
         match &mut self.disk_error {
             Some(e) if !e.retrying => return,
             Some(e) => {
@@ -710,7 +726,7 @@ impl MainLoop {
             None => {}
         }
         let retry = self.config.disk_retry.as_secs();
-        warn!(self.log, "write failed, requests paused"; "piece" => block.piece, "error" => &error);
+        warn!(self.log, "write failed, requests paused"; "piece" => piece, "error" => &error);
         self.emit(Event::Error(format!(
             "{message}; downloading paused, retried every {retry} s or on `start`"
         )));
@@ -907,6 +923,7 @@ impl MainLoop {
             storage: self.storage.clone(),
             keeper: self.keeper.clone(),
             hashers: self.hashers.clone(),
+            staging: self.staging.clone(),
             main: self.peer_tx.clone(),
             up: self.up.clone(),
             down: self.down.clone(),
@@ -1032,7 +1049,11 @@ impl MainLoop {
         peer.last_heard = Instant::now();
         match input {
             PeerInput::Message(message) => self.message(id, message).await,
-            PeerInput::BlockWritten(block) => self.block_written(id, block).await,
+            PeerInput::BlockWritten(block) => {
+                self.writes_work().await;
+                self.block_arrived(id, block).await
+            }
+            PeerInput::BlockStaged(block) => self.block_arrived(id, block).await,
             PeerInput::BlockDiscarded(block) => {
                 if peer.outstanding.remove(&block) {
                     self.picker.withdraw(id, block);
@@ -1042,7 +1063,7 @@ impl MainLoop {
             PeerInput::WriteFailed(block, error) => {
                 peer.outstanding.remove(&block);
                 self.picker.withdraw(id, block);
-                self.write_failed(block, error);
+                self.write_failed(block.piece, error);
             }
             PeerInput::UploadSlot(reply) => {
                 peer.upload_waiter = Some(reply);
@@ -1307,13 +1328,18 @@ impl MainLoop {
         }
     }
 
-    async fn block_written(&mut self, id: PeerId, block: BlockRef) {
+    /// A write reached the disk: if writes were failing, they work again.
+    async fn writes_work(&mut self) {
         if self.disk_error.as_ref().is_some_and(|e| e.retrying) {
             self.disk_error = None;
             info!(self.log, "writes work again");
             self.emit(Event::WritesResumed);
             self.fill_all_requests().await;
         }
+    }
+
+    /// A requested block is on disk or staged in memory.
+    async fn block_arrived(&mut self, id: PeerId, block: BlockRef) {
         let bytes = block.len as u64;
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.outstanding.remove(&block);
@@ -1339,19 +1365,47 @@ impl MainLoop {
     fn verify(&self, piece: u32) {
         let storage = self.storage.clone();
         let work = self.work_tx.clone();
-        // Taken here, so a piece that fails starts its next hash afresh.
+        // Taken here, so a piece that fails starts its next round afresh.
         let partial = self.hashers.take(piece);
+        let staged = self.staging.take(piece);
+        let staging = self.staging.clone();
+        // A read is waiting for it: leave it in the page cache for the read.
+        let keep_cached = self.picker.is_urgent(piece);
         tokio::task::spawn_blocking(move || {
-            let result = storage
-                .verify_rest(piece, partial)
-                .map_err(|e| e.to_string());
-            let _ = work.blocking_send(Work::Verified { piece, result });
+            let verdict = match staged {
+                Some(buffer) => {
+                    let verdict = if !storage.hash_matches(piece, &buffer) {
+                        Verdict::Bad
+                    } else {
+                        match storage.write_piece(piece, &buffer, keep_cached) {
+                            Ok(()) => Verdict::Good,
+                            Err(e) => Verdict::WriteFailed(e.to_string()),
+                        }
+                    };
+                    staging.give_back(buffer);
+                    verdict
+                }
+                None => match storage.verify_rest(piece, partial) {
+                    Ok(true) => Verdict::Good,
+                    Ok(false) => Verdict::Bad,
+                    Err(e) => Verdict::ReadFailed(e.to_string()),
+                },
+            };
+            let _ = work.blocking_send(Work::Verified { piece, verdict });
         });
     }
 
-    async fn verified(&mut self, piece: u32, result: Result<bool, String>) {
-        match result {
-            Ok(true) => {
+    async fn verified(&mut self, piece: u32, verdict: Verdict) {
+        match verdict {
+            Verdict::WriteFailed(e) => {
+                // Nobody's fault but the disk's: the piece starts over once
+                // writes work again.
+                self.picker.failed(piece);
+                self.write_failed(piece, e);
+            }
+            Verdict::Good => {
+                // A staged piece was just written: proof the disk takes writes.
+                self.writes_work().await;
                 self.picker.verified(piece);
                 self.have_set.insert(piece);
                 self.resume_dirty = true;
@@ -1375,7 +1429,7 @@ impl MainLoop {
                     self.save_resume();
                 }
             }
-            Ok(false) => {
+            Verdict::Bad => {
                 let senders = self.picker.failed(piece);
                 warn!(self.log, "piece failed its hash check"; "piece" => piece, "senders" => format!("{senders:?}"));
                 let sole = senders.len() == 1;
@@ -1394,7 +1448,7 @@ impl MainLoop {
                     self.fill_requests(id).await;
                 }
             }
-            Err(e) => {
+            Verdict::ReadFailed(e) => {
                 self.picker.failed(piece);
                 self.emit(Event::Error(format!("verifying piece {piece}: {e}")));
             }

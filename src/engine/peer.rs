@@ -29,8 +29,7 @@ use tokio_util::task::TaskTracker;
 use super::picker::PeerId;
 use super::piecekeeper::Piecekeeper;
 use super::ratelimit::RateLimiter;
-use crate::storage::PieceHashers;
-use crate::storage::Storage;
+use crate::storage::{PieceHashers, Put, StagedPieces, Storage};
 use crate::wire::{BlockRef, Geometry, Handshake, Message, MessageCodec, HANDSHAKE_LEN};
 
 /// Messages between the net reader and the disk writer.
@@ -55,6 +54,9 @@ pub enum PeerInput {
     Message(Message),
     /// A requested block is on disk.
     BlockWritten(BlockRef),
+    /// A requested block is in its piece's buffer in memory (written with
+    /// the piece once it is verified).
+    BlockStaged(BlockRef),
     /// A block arrived that was not requested from this peer or is no longer needed.
     BlockDiscarded(BlockRef),
     /// Writing a requested block failed (disk full, I/O error).
@@ -83,6 +85,7 @@ pub struct PeerContext {
     pub storage: Arc<Storage>,
     pub keeper: Piecekeeper,
     pub hashers: PieceHashers,
+    pub staging: StagedPieces,
     pub main: mpsc::Sender<FromPeer>,
     pub up: Arc<RateLimiter>,
     pub down: Arc<RateLimiter>,
@@ -273,15 +276,13 @@ async fn disk_writer(ctx: PeerContext, mut from_net: mpsc::Receiver<Message>) {
             // sends the next ones to the blocking pool, off the runtime.
             let started = std::time::Instant::now();
             let inputs = if slow_disk {
-                let (storage, hashers) = (ctx.storage.clone(), ctx.hashers.clone());
-                match tokio::task::spawn_blocking(move || write_blocks(&storage, &hashers, vetted))
-                    .await
-                {
+                let writer = ctx.clone();
+                match tokio::task::spawn_blocking(move || write_blocks(&writer, vetted)).await {
                     Ok(inputs) => inputs,
                     Err(e) => return ctx.close(format!("disk writer: {e}")).await,
                 }
             } else {
-                write_blocks(&ctx.storage, &ctx.hashers, vetted)
+                write_blocks(&ctx, vetted)
             };
             slow_disk = started.elapsed() > SLOW_WRITE;
             inputs
@@ -296,14 +297,11 @@ async fn disk_writer(ctx: PeerContext, mut from_net: mpsc::Receiver<Message>) {
     }
 }
 
-/// Writes the wanted blocks, each run of adjacent ones in one vectored
-/// write, and hashes them as they go; every message becomes its input for
-/// the main loop, in arrival order.
-fn write_blocks(
-    storage: &Storage,
-    hashers: &PieceHashers,
-    vetted: Vec<(Message, bool)>,
-) -> Vec<PeerInput> {
+/// Stages the wanted blocks in memory, or writes them (each run of adjacent
+/// ones in one vectored write) and hashes them as they go; every message
+/// becomes its input for the main loop, in arrival order.
+fn write_blocks(ctx: &PeerContext, vetted: Vec<(Message, bool)>) -> Vec<PeerInput> {
+    let (storage, hashers) = (&*ctx.storage, &ctx.hashers);
     let mut inputs = Vec::with_capacity(vetted.len());
     let mut run: Vec<(BlockRef, Bytes)> = Vec::new();
     for (message, wanted) in vetted {
@@ -318,6 +316,12 @@ fn write_blocks(
                     offset,
                     len: data.len() as u32,
                 };
+                let piece_size = ctx.geometry.piece_size(piece);
+                if ctx.staging.put(piece, piece_size, offset as u64, &data) == Put::Staged {
+                    write_run(storage, hashers, &mut run, &mut inputs);
+                    inputs.push(PeerInput::BlockStaged(block));
+                    continue;
+                }
                 let adjacent = run.last().is_none_or(|(last, _)| {
                     last.piece == piece && last.offset + last.len == offset
                 });

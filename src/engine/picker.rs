@@ -118,6 +118,11 @@ impl Picker {
         pieces.iter_ones().any(|p| !self.have[p])
     }
 
+    /// Is a read waiting on this piece?
+    pub fn is_urgent(&self, piece: u32) -> bool {
+        self.urgent.contains(&piece)
+    }
+
     /// Marks pieces as urgent (a read is waiting on them): picked before all others.
     pub fn make_urgent(&mut self, pieces: impl IntoIterator<Item = u32>) {
         for p in pieces {

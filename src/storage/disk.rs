@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha1::{Digest, Sha1};
 
 use super::layout::Layout;
+use super::staging::ALIGN;
 use crate::metainfo::Metainfo;
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,11 @@ struct StoredFile {
     /// `path` below the data directory.
     relative: PathBuf,
     handle: Option<File>,
+    /// The same file opened with `O_DIRECT`, where the filesystem allows it.
+    direct: Option<File>,
+    /// A direct write was refused (alignment the device does not take):
+    /// use `handle` from then on.
+    direct_refused: AtomicBool,
     /// Written since the last `sync`.
     dirty: AtomicBool,
     /// Held bytes before we opened it (it existed and was not empty).
@@ -109,17 +115,23 @@ impl Storage {
         for entry in &meta.files {
             let relative = entry.relative_path();
             let path = root.join(&relative);
-            let (handle, had_data) = match mode {
-                OpenMode::ReadOnly => (open_existing(root, &relative)?, true),
+            let (handle, direct, had_data) = match mode {
+                OpenMode::ReadOnly => (open_existing(root, &relative)?, None, true),
                 OpenMode::Create => {
                     let (file, had_data) = create_file(root, &relative, entry.length)?;
-                    (Some(file), had_data)
+                    // Not every filesystem takes O_DIRECT (older tmpfs,
+                    // some FUSE ones): then every write goes through the
+                    // page cache.
+                    let direct = open_beneath(root, &relative, Access::WriteDirect).ok();
+                    (Some(file), direct, had_data)
                 }
             };
             files.push(StoredFile {
                 path,
                 relative,
                 handle,
+                direct,
+                direct_refused: AtomicBool::new(false),
                 dirty: AtomicBool::new(false),
                 had_data,
             });
@@ -155,7 +167,7 @@ impl Storage {
     /// way as at open (for FUSE passthrough, which wants its own handle).
     pub fn reopen_read_only(&self, file: usize) -> Result<File, StorageError> {
         let entry = &self.files[file];
-        let handle = open_beneath(&self.root, &entry.relative, false)?;
+        let handle = open_beneath(&self.root, &entry.relative, Access::Read)?;
         regular_file_metadata(&handle, &entry.path)?;
         Ok(handle)
     }
@@ -257,6 +269,59 @@ impl Storage {
             let slices = cursor.take(s.len as usize);
             write_all_vectored_at(handle, slices, s.file_offset)
                 .map_err(|e| StorageError::io("write", &file.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data`, the whole of piece `piece`, held in memory (see
+    /// [`super::staging`]). Page-aligned stretches go past the page cache
+    /// (`O_DIRECT`) unless `keep_cached` (a reader is about to want them):
+    /// that saves copying each byte into the cache and the kernel's
+    /// writeback of it later. The rest, and files that refuse direct I/O,
+    /// are written through the page cache.
+    pub fn write_piece(
+        &self,
+        piece: u32,
+        data: &[u8],
+        keep_cached: bool,
+    ) -> Result<(), StorageError> {
+        if !self.writable {
+            return Err(StorageError::ReadOnly);
+        }
+        let mut done = 0usize;
+        for s in self.segments(piece, 0, data.len() as u64)? {
+            let file = &self.files[s.file];
+            let handle = file.handle.as_ref().ok_or_else(|| StorageError::Missing {
+                path: file.path.clone(),
+            })?;
+            file.dirty.store(true, Ordering::Release);
+            let part = &data[done..done + s.len as usize];
+            done += s.len as usize;
+            let aligned =
+                (part.as_ptr() as usize % ALIGN == 0) && s.file_offset % ALIGN as u64 == 0;
+            let direct_len = if aligned {
+                part.len() / ALIGN * ALIGN
+            } else {
+                0
+            };
+            let mut written = 0;
+            if let Some(direct) = &file.direct {
+                if !keep_cached && direct_len > 0 && !file.direct_refused.load(Ordering::Relaxed) {
+                    match direct.write_all_at(&part[..direct_len], s.file_offset) {
+                        Ok(()) => written = direct_len,
+                        // The device wants a larger alignment than ALIGN.
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            file.direct_refused.store(true, Ordering::Relaxed);
+                        }
+                        Err(e) => return Err(StorageError::io("write", &file.path, e)),
+                    }
+                }
+            }
+            if written < part.len() {
+                handle
+                    .write_all_at(&part[written..], s.file_offset + written as u64)
+                    .map_err(|e| StorageError::io("write", &file.path, e))?;
+            }
         }
         Ok(())
     }
@@ -460,7 +525,7 @@ fn regular_file_metadata(file: &File, path: &Path) -> Result<std::fs::Metadata, 
 
 fn open_existing(root: &Path, relative: &Path) -> Result<Option<File>, StorageError> {
     let path = root.join(relative);
-    match open_beneath(root, relative, false) {
+    match open_beneath(root, relative, Access::Read) {
         Ok(file) => {
             regular_file_metadata(&file, &path)?;
             Ok(Some(file))
@@ -477,7 +542,7 @@ fn open_existing(root: &Path, relative: &Path) -> Result<Option<File>, StorageEr
 fn create_file(root: &Path, relative: &Path, length: u64) -> Result<(File, bool), StorageError> {
     let path = root.join(relative);
     std::fs::create_dir_all(root).map_err(|e| StorageError::io("create directory", root, e))?;
-    let file = open_beneath(root, relative, true)?;
+    let file = open_beneath(root, relative, Access::Create)?;
     let metadata = regular_file_metadata(&file, &path)?;
     // Extend, never truncate: bytes past the torrent's length are the
     // user's, and shrinking a file could destroy data another torrent shares.
@@ -488,13 +553,22 @@ fn create_file(root: &Path, relative: &Path, length: u64) -> Result<(File, bool)
     Ok((file, metadata.len() > 0))
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    /// Read and write; missing directories and the file are made.
+    Create,
+    /// Write with `O_DIRECT`, past the page cache; the file exists.
+    WriteDirect,
+}
+
 /// Opens `relative` under `root` one component at a time, never following a
 /// symbolic link (`O_NOFOLLOW` on every step): a link planted in the data
 /// directory, before or while we run, cannot send a torrent's bytes, or
 /// reads of them, outside it. `root` itself is the user's choice and may be
-/// a link. With `create`, missing directories and the file are made and the
-/// file opened for writing; without, it is opened read-only.
-fn open_beneath(root: &Path, relative: &Path, create: bool) -> Result<File, StorageError> {
+/// a link. `access` says how the file is opened (and whether missing
+/// directories and the file are made).
+fn open_beneath(root: &Path, relative: &Path, access: Access) -> Result<File, StorageError> {
     use std::ffi::CString;
     use std::os::fd::{AsRawFd, FromRawFd};
     use std::os::unix::ffi::OsStrExt;
@@ -554,7 +628,10 @@ fn open_beneath(root: &Path, relative: &Path, create: bool) -> Result<File, Stor
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: valid directory fd and NUL-terminated name.
         let mut fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
-        if fd < 0 && create && io::Error::last_os_error().kind() == io::ErrorKind::NotFound {
+        if fd < 0
+            && access == Access::Create
+            && io::Error::last_os_error().kind() == io::ErrorKind::NotFound
+        {
             // SAFETY: as above.
             let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o777) };
             if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::AlreadyExists {
@@ -578,10 +655,10 @@ fn open_beneath(root: &Path, relative: &Path, create: bool) -> Result<File, Stor
     let c = c_name(file_name, &path)?;
     let flags = libc::O_NOFOLLOW
         | libc::O_CLOEXEC
-        | if create {
-            libc::O_RDWR | libc::O_CREAT
-        } else {
-            libc::O_RDONLY
+        | match access {
+            Access::Read => libc::O_RDONLY,
+            Access::Create => libc::O_RDWR | libc::O_CREAT,
+            Access::WriteDirect => libc::O_WRONLY | libc::O_DIRECT,
         };
     // SAFETY: valid directory fd and NUL-terminated name; mode for O_CREAT.
     let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, 0o666 as libc::c_uint) };
