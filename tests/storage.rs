@@ -292,8 +292,12 @@ fn whole_pieces_from_memory_land_byte_for_byte_across_files() {
                 let put = staging.put(piece, size, offset, &whole[offset as usize..end]);
                 assert_eq!(put, Put::Staged);
             }
-            let buffer = staging.take(piece).unwrap();
-            assert!(store.hash_matches(piece, &buffer), "piece {piece}");
+            let staged = staging.take(piece).unwrap();
+            let buffer = staged.buffer;
+            assert!(
+                store.staged_hash_matches(piece, staged.partial, &buffer),
+                "piece {piece}"
+            );
             store.write_piece(piece, &buffer, piece % 2 == 1).unwrap();
             staging.give_back(buffer);
         }
@@ -344,7 +348,7 @@ fn pieces_nobody_waits_for_are_written_past_the_page_cache() {
         let mut whole = vec![0u8; len as usize];
         seed.read_block(piece, 0, &mut whole).unwrap();
         assert_eq!(staging.put(piece, len, 0, &whole), Put::Staged);
-        let buffer = staging.take(piece).unwrap();
+        let buffer = staging.take(piece).unwrap().buffer;
         // Pieces 0 and 1 for nobody, 2 and 3 for a reader; 4 is the short tail.
         store.write_piece(piece, &buffer, piece >= 2).unwrap();
         staging.give_back(buffer);
@@ -359,7 +363,7 @@ fn pieces_nobody_waits_for_are_written_past_the_page_cache() {
         let mut whole = vec![0u8; 64 * 1024];
         seed.read_block(piece, 0, &mut whole).unwrap();
         staging.put(piece, whole.len() as u64, 0, &whole);
-        let buffer = staging.take(piece).unwrap();
+        let buffer = staging.take(piece).unwrap().buffer;
         store.write_piece(piece, &buffer, piece >= 2).unwrap();
         staging.give_back(buffer);
     }

@@ -32,6 +32,7 @@ use super::{
     State, Stats,
 };
 use crate::metainfo::Metainfo;
+use crate::storage::staging::StagedPiece;
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
 use crate::storage::{PieceHashers, StagedPieces};
 use crate::wire::extension::ExtensionHandshake;
@@ -1373,8 +1374,8 @@ impl MainLoop {
         let keep_cached = self.picker.is_urgent(piece);
         tokio::task::spawn_blocking(move || {
             let verdict = match staged {
-                Some(buffer) => {
-                    let verdict = if !storage.hash_matches(piece, &buffer) {
+                Some(StagedPiece { buffer, partial }) => {
+                    let verdict = if !storage.staged_hash_matches(piece, partial, &buffer) {
                         Verdict::Bad
                     } else {
                         match storage.write_piece(piece, &buffer, keep_cached) {
@@ -1423,6 +1424,8 @@ impl MainLoop {
                 }
                 if self.picker.is_complete() && self.state == State::Downloading {
                     info!(self.log, "download complete");
+                    // Nothing more to assemble: the pooled buffers go back.
+                    self.staging.release_pool();
                     self.state = State::Seeding;
                     self.emit(Event::Done);
                     self.tell_tracker(Some(AnnounceEvent::Completed));

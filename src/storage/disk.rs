@@ -326,6 +326,25 @@ impl Storage {
         Ok(())
     }
 
+    /// Does `piece`, whole in memory in `data`, have the SHA-1 the torrent
+    /// names? What was hashed of it as its blocks came (`partial`) is not
+    /// hashed again.
+    pub fn staged_hash_matches(
+        &self,
+        piece: u32,
+        partial: super::hasher::Partial,
+        data: &[u8],
+    ) -> bool {
+        let (hashed, mut sha) = if partial.hashed <= data.len() as u64 {
+            (partial.hashed as usize, partial.sha)
+        } else {
+            (0, Sha1::new())
+        };
+        sha.update(&data[hashed..]);
+        let digest: [u8; 20] = sha.finalize().into();
+        self.piece_hashes.get(piece as usize) == Some(&digest)
+    }
+
     /// Finishes the hash of `piece` from what was hashed while it was
     /// written (`partial`, possibly nothing), reading the rest from disk.
     pub fn verify_rest(

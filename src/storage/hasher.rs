@@ -1,6 +1,8 @@
 //! SHA-1 of pieces as their blocks are written, so that a piece downloaded
 //! in order is verified without reading it back from disk (a second pass
-//! over every byte, and as many read syscalls as writes).
+//! over every byte, and as many read syscalls as writes). Only for pieces
+//! written block by block, when the memory for staging pieces whole (see
+//! [`super::staging`]) is spent.
 //!
 //! The disk writers feed each block right after writing it. Peers answer
 //! requests out of order at times (libtorrent's disk threads do), so a block

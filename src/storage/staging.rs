@@ -14,8 +14,12 @@
 //! piece is ever half in memory and half on disk. Buffers are pooled:
 //! reusing one costs nothing, a fresh one costs a page fault per 4 KiB.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use sha1::{Digest, Sha1};
+
+use super::hasher::Partial;
 
 /// Buffers for direct I/O start on this boundary (the largest logical block
 /// size in common use).
@@ -85,8 +89,48 @@ pub enum Put {
     WriteThrough,
 }
 
+/// A piece being assembled, hashed as far as its blocks are contiguous from
+/// the start: each block is hashed as it lands (or once the gap before it
+/// is filled), from the buffer, while it is still in the CPU's cache.
+struct Assembly {
+    buffer: AlignedBuf,
+    sha: Sha1,
+    hashed: usize,
+    /// Blocks past the hashed prefix: offset to length.
+    waiting: BTreeMap<usize, usize>,
+    /// A block landed inside the hashed prefix again: the hash so far may
+    /// not be of the bytes now in the buffer, so it is taken afresh.
+    rehash: bool,
+}
+
+impl Assembly {
+    fn landed(&mut self, offset: usize, len: usize) {
+        if self.rehash {
+            return;
+        }
+        if offset < self.hashed || self.waiting.contains_key(&offset) {
+            self.rehash = true;
+            self.waiting.clear();
+            return;
+        }
+        self.waiting.insert(offset, len);
+        while let Some(len) = self.waiting.remove(&self.hashed) {
+            self.sha
+                .update(&self.buffer[self.hashed..self.hashed + len]);
+            self.hashed += len;
+        }
+    }
+}
+
+/// A whole piece from [`StagedPieces::take`], and its hash so far.
+pub struct StagedPiece {
+    pub buffer: AlignedBuf,
+    /// The hash of the buffer's first `hashed` bytes.
+    pub partial: Partial,
+}
+
 enum Slot {
-    Memory(Arc<Mutex<AlignedBuf>>),
+    Memory(Arc<Mutex<Assembly>>),
     /// This round of the piece goes to disk block by block.
     Disk,
 }
@@ -139,9 +183,15 @@ impl StagedPieces {
                 Some(Slot::Disk) => return Put::WriteThrough,
                 None => match self.buffer_for(&mut table, size) {
                     Some(buffer) => {
-                        let buffer = Arc::new(Mutex::new(buffer));
-                        table.pieces.insert(piece, Slot::Memory(buffer.clone()));
-                        buffer
+                        let assembly = Arc::new(Mutex::new(Assembly {
+                            buffer,
+                            sha: Sha1::new(),
+                            hashed: 0,
+                            waiting: BTreeMap::new(),
+                            rehash: false,
+                        }));
+                        table.pieces.insert(piece, Slot::Memory(assembly.clone()));
+                        assembly
                     }
                     None => {
                         table.pieces.insert(piece, Slot::Disk);
@@ -150,14 +200,15 @@ impl StagedPieces {
                 },
             }
         };
-        // The copy happens under the piece's own lock, not the table's, so
-        // writers of different pieces never wait for each other.
-        let mut buffer = lock(&buffer);
-        if buffer.len() != size {
+        // The copy and the hash happen under the piece's own lock, not the
+        // table's, so writers of different pieces never wait for each other.
+        let mut assembly = lock(&buffer);
+        if assembly.buffer.len() != size {
             return Put::WriteThrough;
         }
         let offset = offset as usize;
-        buffer[offset..offset + data.len()].copy_from_slice(data);
+        assembly.buffer[offset..offset + data.len()].copy_from_slice(data);
+        assembly.landed(offset, data.len());
         Put::Staged
     }
 
@@ -179,26 +230,48 @@ impl StagedPieces {
         Some(buffer)
     }
 
-    /// Ends this round of `piece`: its buffer if it was staged (`None` if it
-    /// was written through, or nothing of it arrived). The caller hands the
-    /// buffer back with [`give_back`](Self::give_back) when done with it.
-    pub fn take(&self, piece: u32) -> Option<AlignedBuf> {
+    /// Ends this round of `piece`: its buffer and hash so far if it was
+    /// staged (`None` if it was written through, or nothing of it arrived).
+    /// The caller hands the buffer back with [`give_back`](Self::give_back)
+    /// when done with it.
+    pub fn take(&self, piece: u32) -> Option<StagedPiece> {
         let slot = lock(&self.table).pieces.remove(&piece)?;
-        let Slot::Memory(buffer) = slot else {
+        let Slot::Memory(shared) = slot else {
             return None;
         };
-        // Every block was put before the main loop heard of it, so no copy
+        // Every block was put before the main loop heard of it, so no put
         // is under way; a clone could only be a put that lost the race with
         // a take, which the picker never allows. Copy out in that case.
-        match Arc::try_unwrap(buffer) {
-            Ok(buffer) => Some(buffer.into_inner().unwrap_or_else(|p| p.into_inner())),
+        let assembly = match Arc::try_unwrap(shared) {
+            Ok(assembly) => assembly.into_inner().unwrap_or_else(|p| p.into_inner()),
             Err(shared) => {
-                let buffer = lock(&shared);
-                let mut copy = AlignedBuf::zeroed(buffer.len());
-                copy.copy_from_slice(&buffer);
-                Some(copy)
+                let assembly = lock(&shared);
+                let mut buffer = AlignedBuf::zeroed(assembly.buffer.len());
+                buffer.copy_from_slice(&assembly.buffer);
+                Assembly {
+                    buffer,
+                    sha: assembly.sha.clone(),
+                    hashed: assembly.hashed,
+                    waiting: BTreeMap::new(),
+                    rehash: assembly.rehash,
+                }
             }
-        }
+        };
+        let partial = if assembly.rehash {
+            Partial {
+                hashed: 0,
+                sha: Sha1::new(),
+            }
+        } else {
+            Partial {
+                hashed: assembly.hashed as u64,
+                sha: assembly.sha,
+            }
+        };
+        Some(StagedPiece {
+            buffer: assembly.buffer,
+            partial,
+        })
     }
 
     /// Returns a buffer from [`take`](Self::take) to the pool.
@@ -210,6 +283,14 @@ impl StagedPieces {
         } else {
             table.bytes = table.bytes.saturating_sub(capacity);
         }
+    }
+
+    /// Frees the pooled buffers (the download is over, or paused).
+    pub fn release_pool(&self) {
+        let mut table = lock(&self.table);
+        let pooled: usize = table.pool.iter().map(AlignedBuf::footprint).sum();
+        table.pool.clear();
+        table.bytes -= pooled;
     }
 
     /// Bytes of staging buffers, live and pooled.
@@ -233,8 +314,13 @@ mod tests {
             );
         }
         let piece = s.take(3).unwrap();
-        assert_eq!(&piece[..], &data[..]);
-        assert_eq!(piece.as_ptr() as usize % ALIGN, 0);
+        assert_eq!(&piece.buffer[..], &data[..]);
+        assert_eq!(piece.buffer.as_ptr() as usize % ALIGN, 0);
+        assert_eq!(piece.partial.hashed, 100, "hashed as the gaps filled");
+        assert_eq!(
+            piece.partial.sha.finalize().as_slice(),
+            Sha1::digest(&data).as_slice()
+        );
         assert!(s.take(3).is_none(), "taken means gone");
     }
 
@@ -247,26 +333,48 @@ mod tests {
         assert_eq!(s.put(2, 100, 0, &block), Put::WriteThrough);
         // Room again: piece 2 still goes to disk, never half and half.
         let zero = s.take(0).unwrap();
-        s.give_back(zero);
+        assert_eq!(zero.partial.hashed, 50, "the second half never came");
+        s.give_back(zero.buffer);
         assert_eq!(s.put(2, 100, 50, &block), Put::WriteThrough);
         assert!(s.take(2).is_none(), "written through: nothing staged");
         // Its next round is staged, in the pooled buffer.
         assert_eq!(s.put(2, 100, 50, &block), Put::Staged);
         assert_eq!(s.bytes(), 2 * (100 + ALIGN));
+        let two = s.take(2).unwrap();
+        s.give_back(two.buffer);
+        s.release_pool();
+        assert_eq!(s.bytes(), 100 + ALIGN, "piece 1 is still being assembled");
     }
 
     #[test]
     fn a_pooled_buffer_is_reused_and_the_last_piece_fits_in_one() {
         let s = StagedPieces::new(1 << 20);
         assert_eq!(s.put(0, 8192, 0, &[7u8; 8192]), Put::Staged);
-        let first = s.take(0).unwrap();
+        let first = s.take(0).unwrap().buffer;
         let address = first.as_ptr();
         s.give_back(first);
         assert_eq!(s.put(9, 100, 0, &[5u8; 100]), Put::Staged);
-        let last = s.take(9).unwrap();
+        let last = s.take(9).unwrap().buffer;
         assert_eq!(last.len(), 100);
         assert_eq!(last.as_ptr(), address, "the pooled buffer");
         assert_eq!(&last[..], &[5u8; 100][..]);
+    }
+
+    #[test]
+    fn a_block_landing_twice_in_the_hashed_part_starts_the_hash_afresh() {
+        let s = StagedPieces::new(1 << 20);
+        assert_eq!(s.put(0, 64, 0, &[1u8; 32]), Put::Staged);
+        assert_eq!(s.put(0, 64, 0, &[2u8; 32]), Put::Staged);
+        assert_eq!(s.put(0, 64, 32, &[3u8; 32]), Put::Staged);
+        let piece = s.take(0).unwrap();
+        assert_eq!(piece.partial.hashed, 0, "hashed again from the buffer");
+        assert_eq!(&piece.buffer[..32], &[2u8; 32][..], "the last copy is kept");
+        // Twice past a gap: the second copy is what the buffer holds, and
+        // it is hashed once the gap is filled.
+        assert_eq!(s.put(1, 64, 32, &[1u8; 32]), Put::Staged);
+        assert_eq!(s.put(1, 64, 32, &[2u8; 32]), Put::Staged);
+        assert_eq!(s.put(1, 64, 0, &[3u8; 32]), Put::Staged);
+        assert_eq!(s.take(1).unwrap().partial.hashed, 0);
     }
 
     #[test]
