@@ -1370,8 +1370,10 @@ impl MainLoop {
         let partial = self.hashers.take(piece);
         let staged = self.staging.take(piece);
         let staging = self.staging.clone();
-        // A read is waiting for it: leave it in the page cache for the read.
-        let keep_cached = self.picker.is_urgent(piece);
+        // While reads wait on pieces (someone streams a file, and will read
+        // this piece soon, or pieces of it were pulled forward), the page
+        // cache is where the reads find it.
+        let keep_cached = self.picker.any_urgent();
         tokio::task::spawn_blocking(move || {
             let verdict = match staged {
                 Some(StagedPiece { buffer, partial }) => {

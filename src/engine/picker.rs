@@ -118,9 +118,9 @@ impl Picker {
         pieces.iter_ones().any(|p| !self.have[p])
     }
 
-    /// Is a read waiting on this piece?
-    pub fn is_urgent(&self, piece: u32) -> bool {
-        self.urgent.contains(&piece)
+    /// Is a read waiting on any piece (someone streams a file)?
+    pub fn any_urgent(&self) -> bool {
+        !self.urgent.is_empty()
     }
 
     /// Marks pieces as urgent (a read is waiting on them): picked before all others.
