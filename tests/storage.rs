@@ -298,7 +298,7 @@ fn whole_pieces_from_memory_land_byte_for_byte_across_files() {
                 store.staged_hash_matches(piece, staged.partial, &buffer),
                 "piece {piece}"
             );
-            store.write_piece(piece, &buffer, piece % 2 == 1).unwrap();
+            store.write_piece(piece, &buffer).unwrap();
             staging.give_back(buffer);
         }
         assert_complete_copy(&meta, &store, source_dir.path(), data.path());
@@ -330,11 +330,11 @@ fn resident_pages(path: &std::path::Path, len: usize) -> Vec<bool> {
     flags.iter().map(|f| f & 1 == 1).collect()
 }
 
-/// A verified piece nobody is waiting to read goes past the page cache
-/// (where the filesystem takes O_DIRECT, as ext4, xfs and btrfs do); one a
-/// read waits for stays in it.
+/// A staged piece goes past the page cache (where the filesystem takes
+/// O_DIRECT, as ext4, xfs and btrfs do); a streaming reader reads the
+/// pieces kept for it from memory, other pieces from the data file.
 #[test]
-fn pieces_nobody_waits_for_are_written_past_the_page_cache() {
+fn staged_pieces_go_past_the_page_cache_and_kept_ones_are_read_from_memory() {
     let source_dir = tempfile::tempdir().unwrap();
     let size = 256 * 1024 + 100;
     let source = make_tree(source_dir.path(), "content", &[("one.bin", size)]);
@@ -343,29 +343,21 @@ fn pieces_nobody_waits_for_are_written_past_the_page_cache() {
     let data = tempfile::tempdir().unwrap();
     let store = Storage::open(&meta, data.path(), OpenMode::Create).unwrap();
     let staging = StagedPieces::new(1 << 20);
+    let path = data.path().join(meta.files[0].relative_path());
     for piece in 0..meta.piece_count() {
         let len = meta.piece_size(piece);
         let mut whole = vec![0u8; len as usize];
         seed.read_block(piece, 0, &mut whole).unwrap();
         assert_eq!(staging.put(piece, len, 0, &whole), Put::Staged);
         let buffer = staging.take(piece).unwrap().buffer;
-        // Pieces 0 and 1 for nobody, 2 and 3 for a reader; 4 is the short tail.
-        store.write_piece(piece, &buffer, piece >= 2).unwrap();
-        staging.give_back(buffer);
-    }
-    let path = data.path().join(meta.files[0].relative_path());
-    assert!(std::fs::read(&path).unwrap() == std::fs::read(source.join("one.bin")).unwrap());
-    // (Reading it put it in the cache: drop and rewrite to look.)
-    drop(store);
-    std::fs::remove_file(&path).unwrap();
-    let store = Storage::open(&meta, data.path(), OpenMode::Create).unwrap();
-    for piece in 0..4 {
-        let mut whole = vec![0u8; 64 * 1024];
-        seed.read_block(piece, 0, &mut whole).unwrap();
-        staging.put(piece, whole.len() as u64, 0, &whole);
-        let buffer = staging.take(piece).unwrap().buffer;
-        store.write_piece(piece, &buffer, piece >= 2).unwrap();
-        staging.give_back(buffer);
+        store.write_piece(piece, &buffer).unwrap();
+        // Pieces 2 and 3 are kept for a reader; piece 4 is the short tail.
+        if piece == 2 || piece == 3 {
+            staging.detach(&buffer);
+            assert!(store.keep_for_readers(piece, buffer).is_empty());
+        } else {
+            staging.give_back(buffer);
+        }
     }
     let resident = resident_pages(&path, 256 * 1024);
     let direct_possible = {
@@ -377,18 +369,37 @@ fn pieces_nobody_waits_for_are_written_past_the_page_cache() {
             .is_ok()
     };
     if direct_possible {
-        assert!(
-            resident[..32].iter().all(|r| !r),
-            "pieces 0-1 cached: {resident:?}"
-        );
+        assert!(resident.iter().all(|r| !r), "pieces cached: {resident:?}");
     } else {
         eprintln!("this filesystem refuses O_DIRECT: every write went through the cache");
-        assert!(resident[..32].iter().all(|r| *r), "{resident:?}");
+        assert!(resident.iter().all(|r| *r), "{resident:?}");
     }
-    assert!(
-        resident[32..].iter().all(|r| *r),
-        "pieces 2-3 not cached: {resident:?}"
-    );
+    let want = std::fs::read(source.join("one.bin")).unwrap();
+    assert!(std::fs::read(&path).unwrap() == want);
+    // Spoil pieces 2 and 3 on disk: reads of them still return what was
+    // verified, from memory; a read of piece 1 comes from the file.
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0xee; 2 * 64 * 1024], 2 * 64 * 1024)
+        .unwrap();
+    file.write_all_at(&[0xee; 10], 64 * 1024).unwrap();
+    let mut buf = vec![0u8; 100_000];
+    let n = store.read_file_at(0, 140_000, &mut buf).unwrap();
+    assert_eq!(n, 100_000);
+    assert!(buf[..] == want[140_000..240_000], "kept pieces 2 and 3");
+    let n = store.read_file_at(0, 64 * 1024, &mut buf[..10]).unwrap();
+    assert_eq!((n, &buf[..10]), (10, &[0xee; 10][..]), "piece 1 from disk");
+    // The filesystem reads through its own read-only Storage, sharing them.
+    let reader = Storage::open(&meta, data.path(), OpenMode::ReadOnly)
+        .unwrap()
+        .with_kept_pieces(store.kept_pieces());
+    buf.fill(0);
+    reader.read_file_at(0, 140_000, &mut buf).unwrap();
+    assert!(buf[..] == want[140_000..240_000], "kept pieces, shared");
+    store.forget_kept_pieces();
+    let n = reader.read_file_at(0, 140_000, &mut buf).unwrap();
+    assert_eq!((n, buf[0]), (100_000, 0xee), "from disk once let go");
+    let n = store.read_file_at(0, 140_000, &mut buf).unwrap();
+    assert_eq!((n, buf[0]), (100_000, 0xee), "from disk once let go");
 }
 
 /// Links planted in the data directory (by another user, an archive, a

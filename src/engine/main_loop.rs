@@ -32,6 +32,7 @@ use super::{
     State, Stats,
 };
 use crate::metainfo::Metainfo;
+use crate::storage::recent::RecentPieces;
 use crate::storage::staging::StagedPiece;
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
 use crate::storage::{PieceHashers, StagedPieces};
@@ -254,7 +255,15 @@ impl MainLoop {
         log: Logger,
         commands: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
-    ) -> Result<(MainLoop, Option<SocketAddr>, Arc<PieceSet>), EngineError> {
+    ) -> Result<
+        (
+            MainLoop,
+            Option<SocketAddr>,
+            Arc<PieceSet>,
+            Arc<RecentPieces>,
+        ),
+        EngineError,
+    > {
         let geometry = Geometry {
             piece_count: meta.piece_count(),
             piece_length: meta.piece_length,
@@ -378,7 +387,8 @@ impl MainLoop {
             main.known.insert(addr, Known::new(now));
         }
         let have_set = main.have_set.clone();
-        Ok((main, listen, have_set))
+        let kept = main.storage.kept_pieces();
+        Ok((main, listen, have_set, kept))
     }
 
     pub async fn run(mut self) {
@@ -1371,22 +1381,28 @@ impl MainLoop {
         let partial = self.hashers.take(piece);
         let staged = self.staging.take(piece);
         let staging = self.staging.clone();
-        // While reads wait on pieces (someone streams a file, and will read
-        // this piece soon, or pieces of it were pulled forward), the page
-        // cache is where the reads find it.
-        let keep_cached = self.picker.any_urgent();
+        // While reads wait on pieces, someone streams a file and will read
+        // this piece soon: it stays in memory for the read.
+        let keep_for_readers = self.picker.any_urgent();
         tokio::task::spawn_blocking(move || {
             let verdict = match staged {
                 Some(StagedPiece { buffer, partial }) => {
                     let verdict = if !storage.staged_hash_matches(piece, partial, &buffer) {
                         Verdict::Bad
                     } else {
-                        match storage.write_piece(piece, &buffer, keep_cached) {
+                        match storage.write_piece(piece, &buffer) {
                             Ok(()) => Verdict::Good,
                             Err(e) => Verdict::WriteFailed(e.to_string()),
                         }
                     };
-                    staging.give_back(buffer);
+                    if keep_for_readers && matches!(verdict, Verdict::Good) {
+                        staging.detach(&buffer);
+                        for old in storage.keep_for_readers(piece, buffer) {
+                            staging.adopt(old);
+                        }
+                    } else {
+                        staging.give_back(buffer);
+                    }
                     verdict
                 }
                 None => match storage.verify_rest(piece, partial) {
@@ -1427,8 +1443,11 @@ impl MainLoop {
                 }
                 if self.picker.is_complete() && self.state == State::Downloading {
                     info!(self.log, "download complete");
-                    // Nothing more to assemble: the pooled buffers go back.
+                    // Nothing more to assemble: the pooled buffers go back,
+                    // and the pieces kept for a streaming reader (it reads
+                    // the rest from the data file).
                     self.staging.release_pool();
+                    self.storage.forget_kept_pieces();
                     self.state = State::Seeding;
                     self.emit(Event::Done);
                     self.tell_tracker(Some(AnnounceEvent::Completed));

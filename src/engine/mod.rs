@@ -356,6 +356,7 @@ pub struct EngineHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     have: std::sync::Arc<PieceSet>,
+    kept: std::sync::Arc<crate::storage::recent::RecentPieces>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -363,6 +364,12 @@ impl EngineHandle {
     /// The verified pieces, kept current by the engine.
     pub fn have(&self) -> &std::sync::Arc<PieceSet> {
         &self.have
+    }
+
+    /// Verified pieces the engine keeps in memory for streaming readers;
+    /// give them to the filesystem's own `Storage` to read from.
+    pub fn kept_pieces(&self) -> &std::sync::Arc<crate::storage::recent::RecentPieces> {
+        &self.kept
     }
 
     /// The engine's runtime, for tasks that answer on its behalf.
@@ -435,7 +442,7 @@ impl Engine {
             .map_err(EngineError::Runtime)?;
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let (main_loop, listen, have) = runtime.block_on(main_loop::MainLoop::new(
+        let (main_loop, listen, have, kept) = runtime.block_on(main_loop::MainLoop::new(
             meta,
             config,
             log,
@@ -446,6 +453,7 @@ impl Engine {
             commands: commands_tx,
             events,
             have,
+            kept,
             runtime: runtime.handle().clone(),
         };
         let main = runtime.spawn(main_loop.run());

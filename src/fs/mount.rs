@@ -109,7 +109,12 @@ pub fn serve(
     log: &Logger,
     ready: impl FnOnce(),
 ) -> Result<(), MountError> {
-    let data = Arc::new(Storage::open(&meta, data_dir, OpenMode::ReadOnly)?);
+    // The engine keeps freshly verified pieces in memory for streaming
+    // readers: reads look there first.
+    let data = Arc::new(
+        Storage::open(&meta, data_dir, OpenMode::ReadOnly)?
+            .with_kept_pieces(engine.kept_pieces().clone()),
+    );
     let shutdown = CancellationToken::new();
     let (quit_tx, quit_rx) = std::sync::mpsc::channel::<()>();
     let fs = SwarmFs::new(

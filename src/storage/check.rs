@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use sha1::{Digest, Sha1};
 
 use super::disk::{Storage, StorageError};
-use super::Bitfield;
+use super::{lock, Bitfield};
 
 /// How many hashing threads to use: one per core.
 pub fn default_threads() -> usize {
@@ -95,10 +95,4 @@ fn for_each_piece<T: Send + Default + Clone>(
         return Err(e);
     }
     Ok(results.into_inner().unwrap_or_else(|p| p.into_inner()))
-}
-
-/// A worker that panicked cannot leave these in a half-written state (each
-/// holds plain values), so a poisoned lock is still usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

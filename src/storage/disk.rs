@@ -10,11 +10,17 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use sha1::{Digest, Sha1};
 
 use super::layout::Layout;
-use super::staging::ALIGN;
+use super::recent::RecentPieces;
+use super::staging::{AlignedBuf, ALIGN};
+
+/// Memory for verified pieces kept for streaming readers: the 32 MiB a
+/// `files/` read pulls forward.
+const RECENT_CAP: usize = 32 << 20;
 use crate::metainfo::Metainfo;
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +107,9 @@ struct StoredFile {
 
 pub struct Storage {
     layout: Layout,
+    /// Verified pieces kept for readers while someone streams (shared
+    /// with the filesystem's read-only `Storage`).
+    recent: Arc<RecentPieces>,
     piece_hashes: Vec<[u8; 20]>,
     files: Vec<StoredFile>,
     writable: bool,
@@ -138,6 +147,7 @@ impl Storage {
         }
         Ok(Storage {
             layout,
+            recent: Arc::new(RecentPieces::new(RECENT_CAP)),
             piece_hashes: meta.piece_hashes.clone(),
             files,
             writable: mode == OpenMode::Create,
@@ -206,6 +216,16 @@ impl Storage {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize, StorageError> {
+        let (start, length) = self.layout.file_span(file);
+        if offset < length {
+            let n = ((length - offset) as usize).min(buf.len());
+            if self
+                .recent
+                .read(start + offset, &mut buf[..n], self.layout.piece_length())
+            {
+                return Ok(n);
+            }
+        }
         let stored = &self.files[file];
         let handle = stored
             .handle
@@ -275,16 +295,10 @@ impl Storage {
 
     /// Writes `data`, the whole of piece `piece`, held in memory (see
     /// [`super::staging`]). Page-aligned stretches go past the page cache
-    /// (`O_DIRECT`) unless `keep_cached` (a reader is about to want them):
-    /// that saves copying each byte into the cache and the kernel's
-    /// writeback of it later. The rest, and files that refuse direct I/O,
-    /// are written through the page cache.
-    pub fn write_piece(
-        &self,
-        piece: u32,
-        data: &[u8],
-        keep_cached: bool,
-    ) -> Result<(), StorageError> {
+    /// (`O_DIRECT`): that saves copying each byte into the cache and the
+    /// kernel's writeback of it later. The rest, and files that refuse
+    /// direct I/O, are written through the page cache.
+    pub fn write_piece(&self, piece: u32, data: &[u8]) -> Result<(), StorageError> {
         if !self.writable {
             return Err(StorageError::ReadOnly);
         }
@@ -306,7 +320,7 @@ impl Storage {
             };
             let mut written = 0;
             if let Some(direct) = &file.direct {
-                if !keep_cached && direct_len > 0 && !file.direct_refused.load(Ordering::Relaxed) {
+                if direct_len > 0 && !file.direct_refused.load(Ordering::Relaxed) {
                     match direct.write_all_at(&part[..direct_len], s.file_offset) {
                         Ok(()) => written = direct_len,
                         // The device wants a larger alignment than ALIGN.
@@ -324,6 +338,30 @@ impl Storage {
             }
         }
         Ok(())
+    }
+
+    /// Keeps verified piece `piece` (all of it, in `buffer`) in memory for
+    /// `files/` reads; returns buffers of older pieces let go to make room.
+    pub fn keep_for_readers(&self, piece: u32, buffer: AlignedBuf) -> Vec<AlignedBuf> {
+        self.recent.keep(piece, buffer)
+    }
+
+    /// The pieces kept for readers, to share with another `Storage` of the
+    /// same torrent and data.
+    pub fn kept_pieces(&self) -> Arc<RecentPieces> {
+        self.recent.clone()
+    }
+
+    /// Reads from now on look in `kept` (another `Storage`'s pieces kept for
+    /// readers) before the data file.
+    pub fn with_kept_pieces(mut self, kept: Arc<RecentPieces>) -> Storage {
+        self.recent = kept;
+        self
+    }
+
+    /// Lets the pieces kept for readers go.
+    pub fn forget_kept_pieces(&self) {
+        self.recent.clear();
     }
 
     /// Does `piece`, whole in memory in `data`, have the SHA-1 the torrent

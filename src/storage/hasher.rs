@@ -14,11 +14,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use sha1::{Digest, Sha1};
+
+use super::lock;
 
 /// Bytes of out-of-order blocks held across all pieces, at most.
 const MAX_HELD: usize = 16 << 20;
@@ -44,11 +46,6 @@ struct Progress {
 pub struct PieceHashers {
     pieces: Arc<Mutex<HashMap<u32, Arc<Mutex<Progress>>>>>,
     held: Arc<AtomicUsize>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update leaves the state whole, so a poisoned lock is usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl PieceHashers {

@@ -70,6 +70,12 @@ impl Layout {
             .min(self.piece_length)
     }
 
+    /// Where file `file` starts in the torrent's stream of bytes, and its
+    /// length.
+    pub fn file_span(&self, file: usize) -> (u64, u64) {
+        self.files[file]
+    }
+
     /// The pieces that hold any byte of file `file` (empty for an empty file).
     pub fn pieces_of_file(&self, file: usize) -> std::ops::Range<u32> {
         let (start, len) = self.files[file];

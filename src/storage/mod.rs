@@ -6,6 +6,8 @@
 //! - [`check`]: hash-checks existing data on every core.
 //! - [`staging`]: assembles pieces in memory, to verify them there and write
 //!   each in one go, past the page cache.
+//! - [`recent`]: keeps the last verified pieces in memory for readers
+//!   while someone streams.
 //! - [`hasher`]: hashes pieces written block by block (when staging is full)
 //!   as they are written, to verify them without reading them back.
 //! - [`resume`]: the crash-safe resume file that saves a recheck at start-up.
@@ -14,6 +16,7 @@ pub mod check;
 pub mod disk;
 pub mod hasher;
 pub mod layout;
+pub mod recent;
 pub mod resume;
 pub mod staging;
 
@@ -26,3 +29,9 @@ pub use staging::{Put, StagedPieces};
 /// One bit per piece, most significant bit first: the order of the wire
 /// protocol's `bitfield` message.
 pub type Bitfield = bitvec::vec::BitVec<u8, bitvec::order::Msb0>;
+
+/// Locks `m`. Every holder in this module leaves its state whole at each
+/// step, so a lock poisoned by a panic elsewhere is still usable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

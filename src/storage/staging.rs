@@ -15,11 +15,12 @@
 //! reusing one costs nothing, a fresh one costs a page fault per 4 KiB.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use sha1::{Digest, Sha1};
 
 use super::hasher::Partial;
+use super::lock;
 
 /// Buffers for direct I/O start on this boundary (the largest logical block
 /// size in common use).
@@ -147,11 +148,6 @@ struct Table {
 pub struct StagedPieces {
     table: Arc<Mutex<Table>>,
     cap: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update leaves the state whole, so a poisoned lock is usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl StagedPieces {
@@ -285,6 +281,22 @@ impl StagedPieces {
         }
     }
 
+    /// `buffer`, from [`take`](Self::take), leaves for good (it is kept
+    /// elsewhere): it no longer counts against the cap.
+    pub fn detach(&self, buffer: &AlignedBuf) {
+        let mut table = lock(&self.table);
+        table.bytes = table.bytes.saturating_sub(buffer.footprint());
+    }
+
+    /// Takes a buffer that was detached into the pool, if the cap allows.
+    pub fn adopt(&self, buffer: AlignedBuf) {
+        let mut table = lock(&self.table);
+        if table.pool.len() < 64 && table.bytes + buffer.footprint() <= self.cap {
+            table.bytes += buffer.footprint();
+            table.pool.push(buffer);
+        }
+    }
+
     /// Frees the pooled buffers (the download is over, or paused).
     pub fn release_pool(&self) {
         let mut table = lock(&self.table);
@@ -344,6 +356,13 @@ mod tests {
         s.give_back(two.buffer);
         s.release_pool();
         assert_eq!(s.bytes(), 100 + ALIGN, "piece 1 is still being assembled");
+        let one = s.take(1).unwrap().buffer;
+        s.detach(&one);
+        assert_eq!(s.bytes(), 0);
+        s.adopt(one);
+        assert_eq!(s.bytes(), 100 + ALIGN, "back in the pool");
+        assert_eq!(s.put(5, 100, 0, &block), Put::Staged);
+        assert_eq!(s.bytes(), 100 + ALIGN, "from the pool");
     }
 
     #[test]
