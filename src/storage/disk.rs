@@ -14,14 +14,15 @@ use std::sync::Arc;
 
 use sha1::{Digest, Sha1};
 
+use super::hasher::Partial;
 use super::layout::Layout;
 use super::recent::RecentPieces;
 use super::staging::{AlignedBuf, ALIGN};
+use crate::metainfo::Metainfo;
 
 /// Memory for verified pieces kept for streaming readers: the 32 MiB a
 /// `files/` read pulls forward.
 const RECENT_CAP: usize = 32 << 20;
-use crate::metainfo::Metainfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -103,6 +104,18 @@ struct StoredFile {
     dirty: AtomicBool,
     /// Held bytes before we opened it (it existed and was not empty).
     had_data: bool,
+}
+
+impl StoredFile {
+    /// The handle to write with, marking the file as written since the last
+    /// `sync`.
+    fn handle_for_write(&self) -> Result<&File, StorageError> {
+        let handle = self.handle.as_ref().ok_or_else(|| StorageError::Missing {
+            path: self.path.clone(),
+        })?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(handle)
+    }
 }
 
 pub struct Storage {
@@ -254,10 +267,7 @@ impl Storage {
         let mut done = 0usize;
         for s in segments {
             let file = &self.files[s.file];
-            let handle = file.handle.as_ref().ok_or_else(|| StorageError::Missing {
-                path: file.path.clone(),
-            })?;
-            file.dirty.store(true, Ordering::Release);
+            let handle = file.handle_for_write()?;
             handle
                 .write_all_at(&data[done..done + s.len as usize], s.file_offset)
                 .map_err(|e| StorageError::io("write", &file.path, e))?;
@@ -282,10 +292,7 @@ impl Storage {
         let mut cursor = Cursor::new(blocks);
         for s in self.segments(piece, offset, total)? {
             let file = &self.files[s.file];
-            let handle = file.handle.as_ref().ok_or_else(|| StorageError::Missing {
-                path: file.path.clone(),
-            })?;
-            file.dirty.store(true, Ordering::Release);
+            let handle = file.handle_for_write()?;
             let slices = cursor.take(s.len as usize);
             write_all_vectored_at(handle, slices, s.file_offset)
                 .map_err(|e| StorageError::io("write", &file.path, e))?;
@@ -305,10 +312,7 @@ impl Storage {
         let mut done = 0usize;
         for s in self.segments(piece, 0, data.len() as u64)? {
             let file = &self.files[s.file];
-            let handle = file.handle.as_ref().ok_or_else(|| StorageError::Missing {
-                path: file.path.clone(),
-            })?;
-            file.dirty.store(true, Ordering::Release);
+            let handle = file.handle_for_write()?;
             let part = &data[done..done + s.len as usize];
             done += s.len as usize;
             let aligned =
@@ -367,34 +371,18 @@ impl Storage {
     /// Does `piece`, whole in memory in `data`, have the SHA-1 the torrent
     /// names? What was hashed of it as its blocks came (`partial`) is not
     /// hashed again.
-    pub fn staged_hash_matches(
-        &self,
-        piece: u32,
-        partial: super::hasher::Partial,
-        data: &[u8],
-    ) -> bool {
-        let (hashed, mut sha) = if partial.hashed <= data.len() as u64 {
-            (partial.hashed as usize, partial.sha)
-        } else {
-            (0, Sha1::new())
-        };
-        sha.update(&data[hashed..]);
+    pub fn staged_hash_matches(&self, piece: u32, partial: Partial, data: &[u8]) -> bool {
+        let (hashed, mut sha) = Partial::resume(Some(partial), data.len() as u64);
+        sha.update(&data[hashed as usize..]);
         let digest: [u8; 20] = sha.finalize().into();
         self.piece_hashes.get(piece as usize) == Some(&digest)
     }
 
     /// Finishes the hash of `piece` from what was hashed while it was
     /// written (`partial`, possibly nothing), reading the rest from disk.
-    pub fn verify_rest(
-        &self,
-        piece: u32,
-        partial: Option<super::hasher::Partial>,
-    ) -> Result<bool, StorageError> {
+    pub fn verify_rest(&self, piece: u32, partial: Option<Partial>) -> Result<bool, StorageError> {
         let size = self.layout.piece_size(piece);
-        let (mut hashed, mut sha) = match partial {
-            Some(p) if p.hashed <= size => (p.hashed, p.sha),
-            _ => (0, Sha1::new()),
-        };
+        let (mut hashed, mut sha) = Partial::resume(partial, size);
         let mut buf = vec![0u8; (size - hashed).min(READ_BACK_CHUNK) as usize];
         while hashed < size {
             let n = (size - hashed).min(READ_BACK_CHUNK) as usize;

@@ -31,6 +31,18 @@ pub struct Partial {
     pub sha: Sha1,
 }
 
+impl Partial {
+    /// Where to go on hashing a piece of `size` bytes from: the bytes
+    /// `partial` covers and its state, or the start when there is none (or
+    /// it claims more than the piece holds).
+    pub fn resume(partial: Option<Partial>, size: u64) -> (u64, Sha1) {
+        match partial {
+            Some(p) if p.hashed <= size => (p.hashed, p.sha),
+            _ => (0, Sha1::new()),
+        }
+    }
+}
+
 /// A piece being hashed: the prefix so far, and blocks past a gap.
 struct Progress {
     partial: Partial,
