@@ -33,7 +33,7 @@ use super::{
 };
 use crate::metainfo::Metainfo;
 use crate::storage::recent::RecentPieces;
-use crate::storage::staging::StagedPiece;
+use crate::storage::staging::{AlignedBuf, StagedPiece};
 use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
 use crate::storage::{PieceHashers, StagedPieces};
 use crate::wire::extension::ExtensionHandshake;
@@ -89,8 +89,9 @@ enum Verdict {
     Bad,
     /// Reading it back failed.
     ReadFailed(String),
-    /// It was verified in memory, but writing it failed.
-    WriteFailed(String),
+    /// It was verified in memory, but writing it failed: the bytes are
+    /// kept, to be written when writes are retried.
+    WriteFailed { error: String, buffer: AlignedBuf },
 }
 
 /// A connection from the listener or a dial task.
@@ -185,6 +186,9 @@ pub struct MainLoop {
     keeper: Piecekeeper,
     hashers: PieceHashers,
     staging: StagedPieces,
+    /// Pieces verified in memory whose write failed (a full disk): kept
+    /// whole, and written when writes are retried.
+    unwritten: BTreeMap<u32, AlignedBuf>,
     peers: BTreeMap<PeerId, Peer>,
     known: BTreeMap<SocketAddr, Known>,
     connecting: HashSet<SocketAddr>,
@@ -246,6 +250,33 @@ fn new_peer_id() -> [u8; 20] {
         r = r.rotate_right(7) ^ random_u64();
     }
     id
+}
+
+/// Writes `buffer`, piece `piece` verified in memory, then keeps it for
+/// streaming readers or returns it to the staging pool; on a failed write
+/// the buffer comes back in the verdict, to be written later.
+fn write_verified(
+    storage: &Storage,
+    staging: &StagedPieces,
+    piece: u32,
+    buffer: AlignedBuf,
+    keep_for_readers: bool,
+) -> Verdict {
+    if let Err(e) = storage.write_piece(piece, &buffer) {
+        return Verdict::WriteFailed {
+            error: e.to_string(),
+            buffer,
+        };
+    }
+    if keep_for_readers {
+        staging.detach(&buffer);
+        for old in storage.keep_for_readers(piece, buffer) {
+            staging.adopt(old);
+        }
+    } else {
+        staging.give_back(buffer);
+    }
+    Verdict::Good
 }
 
 impl MainLoop {
@@ -327,6 +358,7 @@ impl MainLoop {
             keeper: Piecekeeper::new(),
             hashers: PieceHashers::new(),
             staging: StagedPieces::new(STAGING_CAP),
+            unwritten: BTreeMap::new(),
             handshake: Handshake {
                 reserved: {
                     let mut r = [0u8; 8];
@@ -754,6 +786,15 @@ impl MainLoop {
         if let Some(e) = &mut self.disk_error {
             e.retrying = true;
             debug!(self.log, "retrying writes");
+        }
+        let keep_for_readers = self.picker.any_urgent();
+        for (piece, buffer) in std::mem::take(&mut self.unwritten) {
+            let (storage, staging) = (self.storage.clone(), self.staging.clone());
+            let work = self.work_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let verdict = write_verified(&storage, &staging, piece, buffer, keep_for_readers);
+                let _ = work.blocking_send(Work::Verified { piece, verdict });
+            });
         }
         self.fill_all_requests().await;
     }
@@ -1387,23 +1428,12 @@ impl MainLoop {
         tokio::task::spawn_blocking(move || {
             let verdict = match staged {
                 Some(StagedPiece { buffer, partial }) => {
-                    let verdict = if !storage.staged_hash_matches(piece, partial, &buffer) {
-                        Verdict::Bad
-                    } else {
-                        match storage.write_piece(piece, &buffer) {
-                            Ok(()) => Verdict::Good,
-                            Err(e) => Verdict::WriteFailed(e.to_string()),
-                        }
-                    };
-                    if keep_for_readers && matches!(verdict, Verdict::Good) {
-                        staging.detach(&buffer);
-                        for old in storage.keep_for_readers(piece, buffer) {
-                            staging.adopt(old);
-                        }
+                    if storage.staged_hash_matches(piece, partial, &buffer) {
+                        write_verified(&storage, &staging, piece, buffer, keep_for_readers)
                     } else {
                         staging.give_back(buffer);
+                        Verdict::Bad
                     }
-                    verdict
                 }
                 None => match storage.verify_rest(piece, partial) {
                     Ok(true) => Verdict::Good,
@@ -1417,11 +1447,11 @@ impl MainLoop {
 
     async fn verified(&mut self, piece: u32, verdict: Verdict) {
         match verdict {
-            Verdict::WriteFailed(e) => {
-                // Nobody's fault but the disk's: the piece starts over once
-                // writes work again.
-                self.picker.failed(piece);
-                self.write_failed(piece, e);
+            Verdict::WriteFailed { error, buffer } => {
+                // Verified bytes are not thrown away for the disk's fault:
+                // the piece waits, whole, for the next retry of writes.
+                self.unwritten.insert(piece, buffer);
+                self.write_failed(piece, error);
             }
             Verdict::Good => {
                 // A staged piece was just written: proof the disk takes writes.
