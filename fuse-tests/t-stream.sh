@@ -1,6 +1,7 @@
 # Streaming from a real swarm: a libtorrent seeder found through a real
 # opentracker. Reads at random offsets of files that are still downloading
-# return the right bytes (they pull their pieces forward), a full
+# return the right bytes (they pull their pieces forward) without filling
+# the page cache, a mapping of such a file reads right too, a full
 # sequential read equals the source, and peers/ID/state shows libtorrent.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -23,6 +24,21 @@ for offset in $((size - 5000)) 1234567 17 2000000 $((size / 2)); do
         iflag=skip_bytes,count_bytes 2>/dev/null | sha1sum) || fail "read at $offset timed out"
     expect_eq "4 KiB at offset $offset" "$a" "$b"
 done
+# Opened while downloading, the file is read with direct I/O: the seeks
+# left nothing in the mount's page cache (fincore opens it while it is still
+# incomplete too, so it sees that inode's cache, not the data file's).
+resident=$(fincore --noheadings --output PAGES "$mnt/files/content/sub/two.bin")
+expect_eq "pages of two.bin cached after the seeks" "0" "$(echo $resident)"
+# ...and can still be mapped (FUSE_DIRECT_IO_ALLOW_MMAP): a read through a
+# shared mapping waits for its piece like a read() does.
+a=$(dd if="$src" bs=4096 skip=300 count=2 2>/dev/null | sha1sum)
+b=$(timeout 60 /usr/bin/python3 -c '
+import mmap, sys
+with open(sys.argv[1], "rb") as f:
+    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    sys.stdout.buffer.write(m[300 * 4096:302 * 4096])
+' "$mnt/files/content/sub/two.bin" | sha1sum) || fail "read through mmap failed or timed out"
+expect_eq "8 KiB read through a shared mapping" "$a" "$b"
 have=$(stat_of "$mnt" have)
 [ "$have" -lt 6000000 ] || fail "the download finished before the seeks; nothing was streamed"
 

@@ -404,7 +404,22 @@ fn staged_pieces_go_past_the_page_cache_and_kept_ones_are_read_from_memory() {
     buf.fill(0);
     reader.read_file_at(0, 140_000, &mut buf).unwrap();
     assert!(buf[..] == want[140_000..240_000], "kept pieces, shared");
+    // A read inside one kept piece can be answered without a copy; one
+    // that spans two, or reaches a piece not kept, cannot.
+    let slice = reader.kept_file_slice(0, 140_000, 40_000).unwrap();
+    assert!(slice[..] == want[140_000..180_000], "slice of kept piece 2");
+    assert!(reader.kept_file_slice(0, 140_000, 100_000).is_none());
+    assert!(reader.kept_file_slice(0, 60_000, 10_000).is_none());
+    assert!(
+        reader.kept_file_slice(0, size as u64, 10).is_none(),
+        "past the end"
+    );
     store.forget_kept_pieces();
+    assert!(
+        slice[..] == want[140_000..180_000],
+        "a slice outlives forgetting"
+    );
+    assert!(reader.kept_file_slice(0, 140_000, 40_000).is_none());
     let n = reader.read_file_at(0, 140_000, &mut buf).unwrap();
     assert_eq!((n, buf[0]), (100_000, 0xee), "from disk once let go");
     let n = store.read_file_at(0, 140_000, &mut buf).unwrap();

@@ -77,7 +77,8 @@ enum Open {
     Events(Arc<tokio::sync::Mutex<EventStream>>),
     /// `ctl`, `peers/ID/ctl`: nothing kept per handle.
     Plain,
-    /// A `files/` entry read through our read handler (page cache kept).
+    /// A `files/` entry read through our read handler: through the page
+    /// cache (kept between opens), or direct I/O if opened while downloading.
     Cached(u64),
     /// A complete `files/` entry whose reads the kernel passes straight to
     /// the data file (FUSE passthrough); the id lives while handles use it.
@@ -358,6 +359,20 @@ impl SwarmFs {
     /// as fast as reading it directly. Not while the inode has cached opens
     /// (the kernel refuses to mix the two), and not when the data file is
     /// longer than the torrent's file (the kernel would read past our end).
+    /// Is every piece of `files/` node `ino` verified? (An empty file is.)
+    fn file_complete(&self, ino: u64) -> bool {
+        let Some(index) = self.tree.index(ino) else {
+            return false;
+        };
+        let NodeKind::File { length, offset, .. } = self.tree.node(index).kind else {
+            return false;
+        };
+        let piece_length = self.meta.piece_length;
+        let first = (offset / piece_length) as u32;
+        let last = ((offset + length.max(1) - 1) / piece_length) as u32;
+        length == 0 || self.engine.have().contains_all(first..last + 1)
+    }
+
     fn backing_for(&self, ino: u64, reply: &ReplyOpen) -> Option<Arc<BackingId>> {
         if !self.passthrough.load(Ordering::Relaxed) {
             return None;
@@ -366,15 +381,12 @@ impl SwarmFs {
         let NodeKind::File {
             index: file,
             length,
-            offset,
+            ..
         } = self.tree.node(index).kind
         else {
             return None;
         };
-        let piece_length = self.meta.piece_length;
-        let first = (offset / piece_length) as u32;
-        let last = ((offset + length.max(1) - 1) / piece_length) as u32;
-        if length == 0 || !self.engine.have().contains_all(first..last + 1) {
+        if length == 0 || !self.file_complete(ino) {
             return None;
         }
         let mut backing = lock(&self.backing);
@@ -508,6 +520,11 @@ impl SwarmFs {
                     let _ = self.engine.try_send(Command::Urgent(pull));
                 }
             }
+            // Streaming: the piece was just verified and is still in
+            // memory; answer from it without a copy.
+            if let Some(kept) = self.data.kept_file_slice(index, offset, len as usize) {
+                return reply.data(&kept);
+            }
             return READ_BUF.with_borrow_mut(|buf| {
                 if buf.len() < len as usize {
                     buf.resize(len as usize, 0);
@@ -522,9 +539,10 @@ impl SwarmFs {
             });
         }
         let data = self.data.clone();
+        let from_disk = data.clone();
         let read = move || -> Result<Vec<u8>, Errno> {
             let mut buf = vec![0u8; len as usize];
-            let n = data
+            let n = from_disk
                 .read_file_at(index, offset, &mut buf)
                 .map_err(|_| Errno::EIO)?;
             buf.truncate(n);
@@ -540,6 +558,9 @@ impl SwarmFs {
             let mut poll = tokio::time::interval(INTERRUPT_POLL);
             loop {
                 if have.contains_all(first..last + 1) {
+                    if let Some(kept) = data.kept_file_slice(index, offset, len as usize) {
+                        return reply.data(&kept);
+                    }
                     let result = tokio::task::spawn_blocking(read).await;
                     return match result {
                         Ok(Ok(buf)) => reply.data(&buf),
@@ -594,6 +615,9 @@ impl Filesystem for SwarmFs {
             .or_else(|max| config.set_max_readahead(max));
         // Passthrough (Linux 6.9+) for complete files; backing files may
         // sit on a stacked filesystem such as overlayfs.
+        // Files opened while downloading use direct I/O; Linux 6.6+ lets
+        // them be mmap()ed all the same (older kernels refuse MAP_SHARED).
+        let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(2).is_ok()
         {
@@ -706,9 +730,19 @@ impl Filesystem for SwarmFs {
                         return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
                     }
                     // Torrent content never changes once verified, and reads
-                    // of unverified ranges wait: the page cache is safe.
+                    // of unverified ranges wait: the page cache is safe. But
+                    // a file still downloading is most likely being streamed,
+                    // read once as its pieces arrive: through the page cache
+                    // that costs fresh cache pages and a second copy for each
+                    // byte, on the CPU the download needs. Direct I/O
+                    // answers each read straight into the reader's buffer.
                     let fh = self.add_handle(Open::Cached(ino));
-                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+                    let flags = if self.file_complete(ino) {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::FOPEN_DIRECT_IO
+                    };
+                    reply.opened(FileHandle(fh), flags);
                 }
             },
         }

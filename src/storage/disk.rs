@@ -16,7 +16,7 @@ use sha1::{Digest, Sha1};
 
 use super::hasher::Partial;
 use super::layout::Layout;
-use super::recent::RecentPieces;
+use super::recent::{KeptSlice, RecentPieces};
 use super::staging::{AlignedBuf, ALIGN};
 use crate::metainfo::Metainfo;
 
@@ -256,6 +256,19 @@ impl Storage {
             }
         }
         Ok(done)
+    }
+
+    /// Up to `len` bytes of file `file` at `offset` straight from a piece
+    /// kept in memory (no copy), if they all lie in one; `None` otherwise
+    /// (read them with [`Storage::read_file_at`]). Empty past the end.
+    pub fn kept_file_slice(&self, file: usize, offset: u64, len: usize) -> Option<KeptSlice> {
+        let (start, length) = self.layout.file_span(file);
+        if offset >= length {
+            return None;
+        }
+        let n = ((length - offset) as usize).min(len);
+        self.recent
+            .slice(start + offset, n, self.layout.piece_length())
     }
 
     /// Writes `data` at `offset` in piece `piece`.

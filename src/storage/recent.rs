@@ -21,6 +21,19 @@ pub struct RecentPieces {
     cap: usize,
 }
 
+/// Part of a kept piece; the piece stays alive while this does.
+pub struct KeptSlice {
+    buffer: Arc<AlignedBuf>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for KeptSlice {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buffer[self.range.clone()]
+    }
+}
+
 impl RecentPieces {
     /// Keeps at most `cap` bytes of pieces.
     pub fn new(cap: usize) -> RecentPieces {
@@ -90,6 +103,25 @@ impl RecentPieces {
         done == buf.len()
     }
 
+    /// The bytes at `start` (an offset in the torrent's stream of bytes),
+    /// `len` of them, without a copy, if they lie in one kept piece.
+    pub fn slice(&self, start: u64, len: usize, piece_length: u64) -> Option<KeptSlice> {
+        if len == 0 || piece_length == 0 {
+            return None;
+        }
+        let piece = start / piece_length;
+        let from = (start - piece * piece_length) as usize;
+        let pieces = lock(&self.pieces);
+        let (_, buffer) = pieces.iter().find(|(q, _)| *q as u64 == piece)?;
+        if from + len > buffer.len() {
+            return None;
+        }
+        Some(KeptSlice {
+            buffer: buffer.clone(),
+            range: from..from + len,
+        })
+    }
+
     /// Lets every kept piece go.
     pub fn clear(&self) {
         lock(&self.pieces).clear();
@@ -117,6 +149,14 @@ mod tests {
         assert!(r.read(310, &mut buf, 100));
         assert_eq!(buf[0], 3 ^ 10);
         assert!(r.read(380, &mut buf, 100), "across pieces 3 and 4");
+        let s = r.slice(410, 50, 100).expect("inside piece 4");
+        assert_eq!((s.len(), s[0], s[49]), (50, 4 ^ 10, 4 ^ 59));
+        assert!(
+            r.slice(380, 50, 100).is_none(),
+            "a slice never spans pieces"
+        );
+        assert!(r.slice(480, 21, 100).is_none(), "past the piece's end");
+        assert!(r.slice(510, 1, 100).is_none(), "piece 5 is not kept");
         assert_eq!((buf[19], buf[20]), (3 ^ 99, 4));
         assert!(!r.read(250, &mut buf, 100), "piece 2 is not kept");
         assert!(!r.read(480, &mut buf, 100), "piece 5 is not kept");
