@@ -460,16 +460,6 @@ class Bench:
             fs, round_no, mount_s, first, result["sequential_mb_per_s"]))
         return result
 
-    def paired_plain(self, seeders, round_no, streamed):
-        """A plain download by swarmfs to set beside the streaming read
-        `streamed` (the same round), and the ratio of their speeds."""
-        plain = self.download("swarmfs", seeders, "stream%d" % round_no)
-        ratio = streamed["sequential_mb_per_s"] / plain["mb_per_s"]
-        log("stream swarmfs  round=%d  plain download %.1f MB/s, streaming / plain %.2f" % (
-            round_no, plain["mb_per_s"], ratio))
-        return {"plain_wall_s": plain["wall_s"], "plain_mb_per_s": plain["mb_per_s"],
-                "streaming_to_plain": round(ratio, 3)}
-
     # ---- swarmfs alone ----------------------------------------------------
 
     def files_read(self, rounds):
@@ -507,6 +497,7 @@ class Bench:
         res = {k: round(mb / median(v), 1) for k, v in times.items()}
         res["cold_ratio"] = round(res["files_cold"] / res["direct_cold"], 2)
         res["warm_ratio"] = round(res["files_warm"] / res["direct_warm"], 2)
+        res["seconds"] = {k: [round(t, 3) for t in v] for k, v in times.items()}
         log("files/ read MB/s: %s" % res)
         return res
 
@@ -597,23 +588,31 @@ class Bench:
                 for r in range(max(args.rounds, 5)):
                     order = ["swarmfs", "btfs"] if r % 2 == 0 else ["btfs", "swarmfs"]
                     for fs in (f for f in order if f in args.stream_with and (f == "swarmfs" or r < args.rounds)):
+                        if fs != "swarmfs":
+                            self.extra["streaming"].append(self.stream(fs, r))
+                            continue
+                        # Streaming is held against swarmfs's own plain
+                        # download, so each streaming read gets one of those
+                        # next to it, from the same seeders (after it in
+                        # even rounds, before it in odd ones): the host's
+                        # speed drifts by more than the 10% the target
+                        # allows between the download rounds above and
+                        # these (not counted in that table).
+                        plain = self.download("swarmfs", n, "stream%d" % r) if r % 2 else None
                         result = self.stream(fs, r)
-                        if fs == "swarmfs":
-                            # Streaming is held against swarmfs's own plain
-                            # download, so each streaming read gets one of
-                            # those right after it, from the same seeders:
-                            # the host's speed drifts by more than the 10%
-                            # the target allows between the download rounds
-                            # above and these (not counted in that table).
-                            result.update(self.paired_plain(n, r, result))
+                        plain = plain or self.download("swarmfs", n, "stream%d" % r)
+                        result.update(paired(result, plain))
                         self.extra["streaming"].append(result)
             for p in seeders:
                 self.stop(p, signal.SIGINT)
         if not args.no_alone:
             self.extra["hash_check"] = self.hash_check(args.rounds)
             self.extra["machine"] = self.machine()
-            # Cold reads vary more than downloads: at least 5 of them.
-            self.extra["files_read"] = self.files_read(max(args.rounds, 5))
+            # Cold reads vary more than downloads: at least 6 of them, an
+            # even number, so files/ and the data file each go first (the
+            # order alternates) as often as the other.
+            rounds = max(args.rounds, 6)
+            self.extra["files_read"] = self.files_read(rounds + rounds % 2)
         self.write(started)
 
     def write(self, started):
@@ -724,6 +723,15 @@ def summarize(runs, extra, args):
                 len(ours), med["swarmfs"]["sequential_mb_per_s"], median([s["plain_mb_per_s"] for s in ours])),
             r, r >= 0.9))
     return out
+
+
+def paired(streamed, plain):
+    """The plain download `plain` set beside the streaming read `streamed`."""
+    ratio = streamed["sequential_mb_per_s"] / plain["mb_per_s"]
+    log("stream swarmfs  round=%d  plain download %.1f MB/s, streaming / plain %.2f" % (
+        streamed["round"], plain["mb_per_s"], ratio))
+    return {"plain_wall_s": plain["wall_s"], "plain_mb_per_s": plain["mb_per_s"],
+            "streaming_to_plain": round(ratio, 3)}
 
 
 def target(what, value, ok):
