@@ -410,6 +410,7 @@ class Bench:
         proc = self.spawn(self.in_ns(self.ns_dst, argv), os.path.join(run_dir, "fs.log"))
         name = self.files[0][0]
         ready = self.wait_for(fs + " mount", lambda: os.path.exists(os.path.join(prefix, name)), 60, proc=proc)
+        self.mount_started = start
         return proc, mnt, prefix, ready - start
 
     def unmount_fs(self, fs, proc, mnt):
@@ -454,8 +455,13 @@ class Bench:
         shutil.rmtree(run_dir, ignore_errors=True)
         if r.returncode != 0:
             raise BenchError("%s: sequential read of %s differs or failed (exit %d)" % (fs, name, r.returncode))
-        whole = float(r.stdout.strip())
-        result.update(sequential_s=round(whole, 3), sequential_mb_per_s=round(size / whole / 1e6, 1))
+        whole, end = (float(x) for x in r.stdout.split())
+        # From the mount's start to the last byte, like a plain download's
+        # time (start to done): the engine downloads from the start, before
+        # the reader opens the file.
+        from_mount = end - self.mount_started
+        result.update(sequential_s=round(whole, 3), sequential_mb_per_s=round(size / whole / 1e6, 1),
+                      from_mount_s=round(from_mount, 3), from_mount_mb_per_s=round(size / from_mount / 1e6, 1))
         log("stream %-8s round=%d  mount %.2f s  first byte %.3f s  sequential %.1f MB/s" % (
             fs, round_no, mount_s, first, result["sequential_mb_per_s"]))
         return result
@@ -719,15 +725,16 @@ def summarize(runs, extra, args):
         r = median([s["streaming_to_plain"] for s in ours])
         out["targets"].append(target(
             "sequential read of a downloading file / plain download next to it >= 0.9 "
-            "(median of %d pairs; medians %.1f / %.1f MB/s)" % (
-                len(ours), med["swarmfs"]["sequential_mb_per_s"], median([s["plain_mb_per_s"] for s in ours])),
+            "(median of %d pairs; medians %.1f / %.1f MB/s, both from the mount's start)" % (
+                len(ours), median([s["from_mount_mb_per_s"] for s in ours]),
+                median([s["plain_mb_per_s"] for s in ours])),
             r, r >= 0.9))
     return out
 
 
 def paired(streamed, plain):
     """The plain download `plain` set beside the streaming read `streamed`."""
-    ratio = streamed["sequential_mb_per_s"] / plain["mb_per_s"]
+    ratio = streamed["from_mount_mb_per_s"] / plain["mb_per_s"]
     log("stream swarmfs  round=%d  plain download %.1f MB/s, streaming / plain %.2f" % (
         streamed["round"], plain["mb_per_s"], ratio))
     return {"plain_wall_s": plain["wall_s"], "plain_mb_per_s": plain["mb_per_s"],
@@ -799,8 +806,9 @@ def markdown(meta, summary, extra):
                                                                  v["sequential_s"], v["sequential_mb_per_s"]))
         pairs = [s for s in extra.get("streaming", []) if "streaming_to_plain" in s]
         if pairs:
-            lines += ["", "Streaming through swarmfs against its plain download next to it, by round: " +
-                      "; ".join("%.1f / %.1f MB/s = %.2f" % (s["sequential_mb_per_s"], s["plain_mb_per_s"],
+            lines += ["", "Streaming through swarmfs, from the mount's start to the last byte, against its plain "
+                      "download next to it, by round: " +
+                      "; ".join("%.1f / %.1f MB/s = %.2f" % (s["from_mount_mb_per_s"], s["plain_mb_per_s"],
                                                             s["streaming_to_plain"]) for s in pairs) + "."]
     fr = extra.get("files_read")
     if fr:
