@@ -27,6 +27,9 @@ done
 # Opened while downloading, the file is read with direct I/O: the seeks
 # left nothing in the mount's page cache (fincore opens it while it is still
 # incomplete too, so it sees that inode's cache, not the data file's).
+# Each read of it is a round trip through swarmfs, so it asks for big ones
+# (st_blksize, which cat, cp, stdio and Python size their reads by).
+expect_eq "st_blksize of a files/ entry" "1048576" "$(stat -c %o "$mnt/files/content/sub/two.bin")"
 resident=$(fincore --noheadings --output PAGES "$mnt/files/content/sub/two.bin")
 expect_eq "pages of two.bin cached after the seeks" "0" "$(echo $resident)"
 # ...and can still be mapped (FUSE_DIRECT_IO_ALLOW_MMAP): a read through a

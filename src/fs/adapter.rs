@@ -44,6 +44,12 @@ pub const READ_AHEAD_BYTES: u64 = 32 << 20;
 /// ...and at least this many pieces, for torrents with big pieces.
 pub const READ_AHEAD_MIN_PIECES: u32 = 4;
 
+/// The I/O size `files/` entries ask for (`st_blksize`): the most one FUSE
+/// read carries (256 pages). A file opened while it downloads is read
+/// with direct I/O, a round trip through swarmfs for every read, and
+/// `cat`, `cp`, stdio and Python size their reads by this.
+pub const CONTENT_BLKSIZE: u32 = 1 << 20;
+
 /// The pieces past a read's last piece that it pulls forward.
 pub fn read_ahead_pieces(piece_length: u64) -> u32 {
     ((READ_AHEAD_BYTES / piece_length.max(1)).min(u32::MAX as u64) as u32)
@@ -229,9 +235,10 @@ impl SwarmFs {
                 if let Some(index) = self.tree.index(ino) {
                     return Some(match &self.tree.node(index).kind {
                         NodeKind::Dir(_) => self.dir(ino),
-                        NodeKind::File { length, .. } => {
-                            self.attr(ino, FileType::RegularFile, 0o444, *length)
-                        }
+                        NodeKind::File { length, .. } => FileAttr {
+                            blksize: CONTENT_BLKSIZE,
+                            ..self.attr(ino, FileType::RegularFile, 0o444, *length)
+                        },
                     });
                 }
                 let (id, node) = tree::peer_of(ino)?;
