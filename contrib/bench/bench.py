@@ -410,8 +410,7 @@ class Bench:
         proc = self.spawn(self.in_ns(self.ns_dst, argv), os.path.join(run_dir, "fs.log"))
         name = self.files[0][0]
         ready = self.wait_for(fs + " mount", lambda: os.path.exists(os.path.join(prefix, name)), 60, proc=proc)
-        self.mount_started = start
-        return proc, mnt, prefix, ready - start
+        return proc, mnt, prefix, start, ready - start
 
     def unmount_fs(self, fs, proc, mnt):
         if fs == "swarmfs":
@@ -435,7 +434,7 @@ class Bench:
         # First byte of a read at a random offset, on a fresh mount.
         run_dir = os.path.join(self.work, "stream", fs)
         shutil.rmtree(run_dir, ignore_errors=True)
-        proc, mnt, prefix, mount_s = self.mount_fs(fs, run_dir)
+        proc, mnt, prefix, _, mount_s = self.mount_fs(fs, run_dir)
         offset = random.randrange(size // 4, size - 16384) // 16384
         t0 = time.monotonic()
         r = subprocess.run(["timeout", "120", "dd", "if=" + os.path.join(prefix, name), "of=/dev/null",
@@ -448,7 +447,7 @@ class Bench:
         # A whole file read in order through a fresh mount, timed, then
         # checked against the source through the same open file.
         shutil.rmtree(run_dir, ignore_errors=True)
-        proc, mnt, prefix, _ = self.mount_fs(fs, run_dir)
+        proc, mnt, prefix, started, _ = self.mount_fs(fs, run_dir)
         r = subprocess.run(["timeout", str(self.args.timeout), sys.executable, SEQREAD, os.path.join(prefix, name), ref],
                            stdout=subprocess.PIPE, text=True)
         self.unmount_fs(fs, proc, mnt)
@@ -459,7 +458,7 @@ class Bench:
         # From the mount's start to the last byte, like a plain download's
         # time (start to done): the engine downloads from the start, before
         # the reader opens the file.
-        from_mount = end - self.mount_started
+        from_mount = end - started
         result.update(sequential_s=round(whole, 3), sequential_mb_per_s=round(size / whole / 1e6, 1),
                       from_mount_s=round(from_mount, 3), from_mount_mb_per_s=round(size / from_mount / 1e6, 1))
         log("stream %-8s round=%d  mount %.2f s  first byte %.3f s  sequential %.1f MB/s" % (

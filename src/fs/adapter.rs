@@ -361,25 +361,23 @@ impl SwarmFs {
         Some(out)
     }
 
-    /// The passthrough id for a complete `files/` entry, when the kernel
-    /// allows passthrough: reads then go from the kernel to the data file
-    /// as fast as reading it directly. Not while the inode has cached opens
-    /// (the kernel refuses to mix the two), and not when the data file is
-    /// longer than the torrent's file (the kernel would read past our end).
     /// Is every piece of `files/` node `ino` verified? (An empty file is.)
     fn file_complete(&self, ino: u64) -> bool {
         let Some(index) = self.tree.index(ino) else {
             return false;
         };
-        let NodeKind::File { length, offset, .. } = self.tree.node(index).kind else {
+        let NodeKind::File { index: file, .. } = self.tree.node(index).kind else {
             return false;
         };
-        let piece_length = self.meta.piece_length;
-        let first = (offset / piece_length) as u32;
-        let last = ((offset + length.max(1) - 1) / piece_length) as u32;
-        length == 0 || self.engine.have().contains_all(first..last + 1)
+        let pieces = self.data.layout().pieces_of_file(file);
+        self.engine.have().contains_all(pieces)
     }
 
+    /// The passthrough id for a complete `files/` entry, when the kernel
+    /// allows passthrough: reads then go from the kernel to the data file
+    /// as fast as reading it directly. Not while the inode has cached opens
+    /// (the kernel refuses to mix the two), and not when the data file is
+    /// longer than the torrent's file (the kernel would read past our end).
     fn backing_for(&self, ino: u64, reply: &ReplyOpen) -> Option<Arc<BackingId>> {
         if !self.passthrough.load(Ordering::Relaxed) {
             return None;
@@ -546,15 +544,6 @@ impl SwarmFs {
             });
         }
         let data = self.data.clone();
-        let from_disk = data.clone();
-        let read = move || -> Result<Vec<u8>, Errno> {
-            let mut buf = vec![0u8; len as usize];
-            let n = from_disk
-                .read_file_at(index, offset, &mut buf)
-                .map_err(|_| Errno::EIO)?;
-            buf.truncate(n);
-            Ok(buf)
-        };
         let urgent = pieces_to_pull(|p| have.contains(p), first, last, ahead, count);
         let engine = self.engine.clone();
         let stop = self.shutdown.clone();
@@ -568,6 +557,14 @@ impl SwarmFs {
                     if let Some(kept) = data.kept_file_slice(index, offset, len as usize) {
                         return reply.data(&kept);
                     }
+                    let read = move || -> Result<Vec<u8>, Errno> {
+                        let mut buf = vec![0u8; len as usize];
+                        let n = data
+                            .read_file_at(index, offset, &mut buf)
+                            .map_err(|_| Errno::EIO)?;
+                        buf.truncate(n);
+                        Ok(buf)
+                    };
                     let result = tokio::task::spawn_blocking(read).await;
                     return match result {
                         Ok(Ok(buf)) => reply.data(&buf),

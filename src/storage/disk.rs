@@ -260,7 +260,7 @@ impl Storage {
 
     /// Up to `len` bytes of file `file` at `offset` straight from a piece
     /// kept in memory (no copy), if they all lie in one; `None` otherwise
-    /// (read them with [`Storage::read_file_at`]). Empty past the end.
+    /// (read them with [`Storage::read_file_at`]), and past the end.
     pub fn kept_file_slice(&self, file: usize, offset: u64, len: usize) -> Option<KeptSlice> {
         let (start, length) = self.layout.file_span(file);
         if offset >= length {

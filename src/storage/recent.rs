@@ -149,6 +149,9 @@ mod tests {
         assert!(r.read(310, &mut buf, 100));
         assert_eq!(buf[0], 3 ^ 10);
         assert!(r.read(380, &mut buf, 100), "across pieces 3 and 4");
+        assert_eq!((buf[19], buf[20]), (3 ^ 99, 4));
+        assert!(!r.read(250, &mut buf, 100), "piece 2 is not kept");
+        assert!(!r.read(480, &mut buf, 100), "piece 5 is not kept");
         let s = r.slice(410, 50, 100).expect("inside piece 4");
         assert_eq!((s.len(), s[0], s[49]), (50, 4 ^ 10, 4 ^ 59));
         assert!(
@@ -157,9 +160,6 @@ mod tests {
         );
         assert!(r.slice(480, 21, 100).is_none(), "past the piece's end");
         assert!(r.slice(510, 1, 100).is_none(), "piece 5 is not kept");
-        assert_eq!((buf[19], buf[20]), (3 ^ 99, 4));
-        assert!(!r.read(250, &mut buf, 100), "piece 2 is not kept");
-        assert!(!r.read(480, &mut buf, 100), "piece 5 is not kept");
     }
 
     #[test]
