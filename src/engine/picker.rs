@@ -3,7 +3,8 @@
 //! - Random pieces until [`RANDOM_FIRST_PIECES`] are complete (a new peer
 //!   gets something to trade quickly), then rarest first by an availability
 //!   count kept from bitfields and haves; urgent pieces (reads waiting on
-//!   them) go before both.
+//!   them) go before both, and while there are any, the pieces after them
+//!   follow in order (a streaming reader gets the whole download).
 //! - A piece is assigned to one peer (its owner), so a piece that fails its
 //!   hash points at its sender. When the owner chokes us or leaves, the blocks
 //!   it delivered stay and the piece becomes an orphan another peer adopts.
@@ -254,6 +255,21 @@ impl Picker {
             .find(|&p| candidate(p) && !self.partial.contains_key(&p));
         if urgent.is_some() {
             return urgent;
+        }
+        // A read is waiting (someone streams): the pieces after its window
+        // come next, in order. Picked rarest first, they would be spread
+        // over the file, and a fast reader would overtake the window and
+        // find them written to disk (several peers fill more than the
+        // window): streaming from three seeders ran at half the download
+        // rate, the rest read back from disk after the download ended.
+        if let Some(&from) = self.urgent.first() {
+            let after = pieces[from as usize..]
+                .iter_ones()
+                .map(|i| from + i as u32)
+                .find(|&p| !self.have[p as usize] && !self.partial.contains_key(&p));
+            if after.is_some() {
+                return after;
+            }
         }
         let random_first = self.have_count < RANDOM_FIRST_PIECES;
         // One pass: the least available candidate (any candidate in random-

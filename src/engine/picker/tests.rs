@@ -109,6 +109,44 @@ fn urgent_pieces_go_first() {
 }
 
 #[test]
+fn while_a_read_waits_the_pieces_after_it_follow_in_order() {
+    let mut p = picker();
+    p.add_peer_pieces(&all());
+    for _ in 0..RANDOM_FIRST_PIECES {
+        let got = p.pick(9, &bits(&[0, 1, 2, 3]), 4);
+        complete(&mut p, 9, &got);
+    }
+    p.make_urgent([4]);
+    assert_eq!(
+        pieces_of(&p.pick(1, &all(), 4)),
+        vec![4],
+        "the urgent piece first"
+    );
+    // Piece 6 is the rarest, but a reader waits at 4: 5, 6, 7 in order,
+    // for whichever peers ask.
+    p.add_peer_pieces(&bits(&[0, 1, 2, 3, 4, 5, 7]));
+    assert_eq!(pieces_of(&p.pick(2, &all(), 4)), vec![5]);
+    assert_eq!(pieces_of(&p.pick(3, &all(), 8)), vec![6, 7]);
+    // Once no read waits, rarest first again.
+    let mut p = picker();
+    p.add_peer_pieces(&all());
+    p.add_peer_pieces(&bits(&[0, 1, 2, 3, 4, 5, 7]));
+    for _ in 0..RANDOM_FIRST_PIECES {
+        let got = p.pick(9, &bits(&[0, 1, 2, 3]), 4);
+        complete(&mut p, 9, &got);
+    }
+    p.make_urgent([4]);
+    let got = p.pick(1, &all(), 4);
+    complete(&mut p, 1, &got);
+    assert!(!p.any_urgent());
+    assert_eq!(
+        pieces_of(&p.pick(2, &all(), 4)),
+        vec![6],
+        "the rarest piece"
+    );
+}
+
+#[test]
 fn a_choking_owner_leaves_an_orphan_that_another_peer_finishes() {
     let mut p = picker();
     let got = p.pick(1, &all(), 2);
