@@ -427,10 +427,10 @@ class Bench:
             self.stop(proc, signal.SIGKILL)
         self.unmount(mnt)
 
-    def stream(self, fs, round_no):
+    def stream(self, fs, seeders, round_no):
         name, size, _ = self.files[0]
         ref = os.path.join(self.content, name)
-        result = {"fs": fs, "round": round_no}
+        result = {"fs": fs, "seeders": seeders, "round": round_no}
         # First byte of a read at a random offset, on a fresh mount.
         run_dir = os.path.join(self.work, "stream", fs)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -461,8 +461,8 @@ class Bench:
         from_mount = end - started
         result.update(sequential_s=round(whole, 3), sequential_mb_per_s=round(size / whole / 1e6, 1),
                       from_mount_s=round(from_mount, 3), from_mount_mb_per_s=round(size / from_mount / 1e6, 1))
-        log("stream %-8s round=%d  mount %.2f s  first byte %.3f s  sequential %.1f MB/s" % (
-            fs, round_no, mount_s, first, result["sequential_mb_per_s"]))
+        log("stream %-8s seeders=%d round=%d  mount %.2f s  first byte %.3f s  sequential %.1f MB/s" % (
+            fs, seeders, round_no, mount_s, first, result["sequential_mb_per_s"]))
         return result
 
     # ---- swarmfs alone ----------------------------------------------------
@@ -585,8 +585,8 @@ class Bench:
                 order = list(args.clients[k:]) + list(args.clients[:k])
                 for client in order:
                     self.runs.append(self.download(client, n, r))
-            if n == args.stream_seeders and not args.no_stream:
-                self.extra["streaming"] = []
+            if n in args.stream_seeders and not args.no_stream:
+                streaming = self.extra.setdefault("streaming", [])
                 # swarmfs streams in at least 5 rounds: a ratio of two
                 # figures that each vary by 15% needs them; btfs, whose
                 # sequential read takes minutes, in the usual number.
@@ -594,7 +594,7 @@ class Bench:
                     order = ["swarmfs", "btfs"] if r % 2 == 0 else ["btfs", "swarmfs"]
                     for fs in (f for f in order if f in args.stream_with and (f == "swarmfs" or r < args.rounds)):
                         if fs != "swarmfs":
-                            self.extra["streaming"].append(self.stream(fs, r))
+                            streaming.append(self.stream(fs, n, r))
                             continue
                         # Streaming is held against swarmfs's own plain
                         # download, so each streaming read gets one of those
@@ -604,10 +604,10 @@ class Bench:
                         # allows between the download rounds above and
                         # these (not counted in that table).
                         plain = self.download("swarmfs", n, "stream%d" % r) if r % 2 else None
-                        result = self.stream(fs, r)
+                        result = self.stream(fs, n, r)
                         plain = plain or self.download("swarmfs", n, "stream%d" % r)
                         result.update(paired(result, plain))
-                        self.extra["streaming"].append(result)
+                        streaming.append(result)
             for p in seeders:
                 self.stop(p, signal.SIGINT)
         if not args.no_alone:
@@ -708,34 +708,37 @@ def summarize(runs, extra, args):
                                      fr["cold_ratio"] >= 0.9))
         out["targets"].append(target("files/ sequential read, warm: files/ / direct >= 0.9", fr["warm_ratio"],
                                      fr["warm_ratio"] >= 0.9))
-    st = extra.get("streaming")
-    if st:
-        med = {fs: {k: median([s[k] for s in st if s["fs"] == fs]) for k in
-                    ("mount_s", "first_byte_s", "sequential_s", "sequential_mb_per_s")}
-               for fs in ("swarmfs", "btfs") if any(s["fs"] == fs for s in st)}
-        out["streaming"] = med
-    if st and "swarmfs" in med and "btfs" in med:
-        out["targets"].append(target("first byte at a random offset: swarmfs %.3f s <= btfs %.3f s" % (
-            med["swarmfs"]["first_byte_s"], med["btfs"]["first_byte_s"]),
-            med["swarmfs"]["first_byte_s"] / max(med["btfs"]["first_byte_s"], 1e-6),
-            med["swarmfs"]["first_byte_s"] <= med["btfs"]["first_byte_s"]))
-    if st and "swarmfs" in med:
-        ours = [s for s in st if s["fs"] == "swarmfs"]
-        r = median([s["streaming_to_plain"] for s in ours])
-        out["targets"].append(target(
-            "sequential read of a downloading file / plain download next to it >= 0.9 "
-            "(median of %d pairs; medians %.1f / %.1f MB/s, both from the mount's start)" % (
-                len(ours), median([s["from_mount_mb_per_s"] for s in ours]),
-                median([s["plain_mb_per_s"] for s in ours])),
-            r, r >= 0.9))
+    st = extra.get("streaming") or []
+    out["streaming"] = []
+    for n in sorted({s["seeders"] for s in st}):
+        med = {}
+        for fs in ("swarmfs", "btfs"):
+            runs = [s for s in st if s["fs"] == fs and s["seeders"] == n]
+            if runs:
+                med[fs] = {k: median([s[k] for s in runs]) for k in
+                           ("mount_s", "first_byte_s", "sequential_s", "sequential_mb_per_s")}
+                out["streaming"].append(dict(fs=fs, seeders=n, rounds=len(runs), **med[fs]))
+        if "swarmfs" in med and "btfs" in med:
+            ours, theirs = med["swarmfs"]["first_byte_s"], med["btfs"]["first_byte_s"]
+            out["targets"].append(target("first byte at a random offset, %d seeder(s): swarmfs %.3f s <= btfs %.3f s" % (
+                n, ours, theirs), ours / max(theirs, 1e-6), ours <= theirs))
+        pairs = [s for s in st if s["fs"] == "swarmfs" and s["seeders"] == n and "streaming_to_plain" in s]
+        if pairs:
+            r = median([s["streaming_to_plain"] for s in pairs])
+            out["targets"].append(target(
+                "sequential read of a downloading file / plain download next to it, %d seeder(s) >= 0.9 "
+                "(median of %d pairs; medians %.1f / %.1f MB/s, both from the mount's start)" % (
+                    n, len(pairs), median([s["from_mount_mb_per_s"] for s in pairs]),
+                    median([s["plain_mb_per_s"] for s in pairs])),
+                r, r >= 0.9))
     return out
 
 
 def paired(streamed, plain):
     """The plain download `plain` set beside the streaming read `streamed`."""
     ratio = streamed["from_mount_mb_per_s"] / plain["mb_per_s"]
-    log("stream swarmfs  round=%d  plain download %.1f MB/s, streaming / plain %.2f" % (
-        streamed["round"], plain["mb_per_s"], ratio))
+    log("stream swarmfs  seeders=%d round=%d  plain download %.1f MB/s, streaming / plain %.2f" % (
+        streamed["seeders"], streamed["round"], plain["mb_per_s"], ratio))
     return {"plain_wall_s": plain["wall_s"], "plain_mb_per_s": plain["mb_per_s"],
             "streaming_to_plain": round(ratio, 3)}
 
@@ -798,17 +801,18 @@ def markdown(meta, summary, extra):
             d["peak_rss_mib"], d.get("swarmfs_time_ratio", "")))
     st = summary.get("streaming")
     if st:
-        lines += ["", "| streaming | mount s | first byte s (random offset) | sequential read s | MB/s |",
-                  "|---|---|---|---|---|"]
-        for fs, v in st.items():
-            lines.append("| %s | %.2f | %.3f | %.2f | %.1f |" % (fs, v["mount_s"], v["first_byte_s"],
-                                                                 v["sequential_s"], v["sequential_mb_per_s"]))
-        pairs = [s for s in extra.get("streaming", []) if "streaming_to_plain" in s]
-        if pairs:
-            lines += ["", "Streaming through swarmfs, from the mount's start to the last byte, against its plain "
-                      "download next to it, by round: " +
-                      "; ".join("%.1f / %.1f MB/s = %.2f" % (s["from_mount_mb_per_s"], s["plain_mb_per_s"],
-                                                            s["streaming_to_plain"]) for s in pairs) + "."]
+        lines += ["", "| seeders | streaming | mount s | first byte s (random offset) | sequential read s | MB/s |",
+                  "|---|---|---|---|---|---|"]
+        for v in st:
+            lines.append("| %d | %s | %.2f | %.3f | %.2f | %.1f |" % (
+                v["seeders"], v["fs"], v["mount_s"], v["first_byte_s"], v["sequential_s"], v["sequential_mb_per_s"]))
+        for n in sorted({v["seeders"] for v in st}):
+            pairs = [s for s in extra.get("streaming", []) if "streaming_to_plain" in s and s["seeders"] == n]
+            if pairs:
+                lines += ["", "Streaming through swarmfs with %d seeder(s), from the mount's start to the last byte, "
+                          "against its plain download next to it, by round: " % n +
+                          "; ".join("%.1f / %.1f MB/s = %.2f" % (s["from_mount_mb_per_s"], s["plain_mb_per_s"],
+                                                                s["streaming_to_plain"]) for s in pairs) + "."]
     fr = extra.get("files_read")
     if fr:
         lines += ["", "| read, MB/s | files/ | direct | ratio |", "|---|---|---|---|",
@@ -874,7 +878,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3, help="rounds per client (default 3)")
     p.add_argument("--clients", type=lambda s: s.split(","), default=list(ALL_CLIENTS),
                    help="comma-separated, from %s (default all)" % ",".join(ALL_CLIENTS))
-    p.add_argument("--stream-seeders", type=int, default=1, help="seeders for the streaming runs (default 1)")
+    p.add_argument("--stream-seeders", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3],
+                   help="seeder counts to stream with, from those run (default 1,3)")
     p.add_argument("--no-stream", action="store_true", help="skip the streaming comparison with btfs")
     p.add_argument("--stream-with", type=lambda s: s.split(","), default=["swarmfs", "btfs"],
                    help="filesystems to stream through (default swarmfs,btfs)")
