@@ -587,10 +587,13 @@ class Bench:
                     self.runs.append(self.download(client, n, r))
             if n in args.stream_seeders and not args.no_stream:
                 streaming = self.extra.setdefault("streaming", [])
-                # swarmfs streams in at least 5 rounds: a ratio of two
-                # figures that each vary by 15% needs them; btfs, whose
-                # sequential read takes minutes, in the usual number.
-                for r in range(max(args.rounds, 5)):
+                # swarmfs streams in at least 10 rounds, an even number (the
+                # plain download goes after as often as before): a ratio of
+                # two figures that each vary by 15% needs them (5 at first;
+                # one run at 6dd911b had pairs from 0.67 to 1.06); btfs, whose sequential read takes minutes, in
+                # the usual number.
+                pairs = max(args.rounds, 10)
+                for r in range(pairs + pairs % 2):
                     order = ["swarmfs", "btfs"] if r % 2 == 0 else ["btfs", "swarmfs"]
                     for fs in (f for f in order if f in args.stream_with and (f == "swarmfs" or r < args.rounds)):
                         if fs != "swarmfs":
