@@ -197,6 +197,55 @@ fn download_limit_paces_the_transfer_and_can_be_lifted_while_running() {
     seeder.shutdown();
 }
 
+/// Streaming from several peers: while a read waits on the first pieces,
+/// the pieces after them are fetched in order by every peer, not spread
+/// over the torrent rarest first (a reader would meet those only after the
+/// download, on disk).
+#[test]
+fn with_a_read_waiting_several_seeders_fetch_in_order() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 4_000_000)]);
+    let (meta, _) = common::torrent_of(&source, 32 * 1024);
+    let seeders: Vec<Engine> = (0..3).map(|_| seeder(&meta, source_dir.path())).collect();
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), vec![]);
+    // Slow enough that the window's pieces are still missing while every
+    // peer's first requests are picked.
+    c.down_limit = 1 << 20;
+    let leecher = Engine::start(meta.clone(), c, logger()).unwrap();
+    let handle = leecher.handle();
+    let mut events = handle.subscribe();
+    let verified = leecher.block_on(async {
+        // The reader's window, as a files/ read at offset 0 asks for it.
+        handle.send(Command::Urgent((0..4).collect())).await;
+        for s in &seeders {
+            handle
+                .send(Command::Connect(s.listen_addr().unwrap()))
+                .await;
+        }
+        let mut verified = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while verified.len() < 20 {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(Event::Piece(p))) => verified.push(p),
+                Ok(_) => {}
+                Err(_) => panic!("20 pieces not verified in time: {verified:?}"),
+            }
+        }
+        verified
+    });
+    leecher.shutdown();
+    for s in seeders {
+        s.shutdown();
+    }
+    // 123 pieces; picked rarest first (here: at random) past the window,
+    // most of these would lie beyond 40.
+    assert!(
+        verified.iter().all(|&p| p < 40),
+        "the first pieces verified: {verified:?}"
+    );
+}
+
 #[test]
 fn stop_disconnects_everyone_and_start_resumes() {
     let source_dir = tempfile::tempdir().unwrap();
