@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::ctl::{self, CtlCommand, PeerAddress};
 use super::render;
 use super::tree::{self, FileTree, NodeKind, PeerNode};
-use crate::engine::{Command, EngineHandle, Event, PeerId, PeerSelector};
+use crate::engine::{Command, EngineHandle, Event, PeerId, PeerSelector, PieceSet};
 use crate::metainfo::Metainfo;
 use crate::storage::Storage;
 
@@ -67,6 +67,34 @@ pub fn pieces_to_pull(
 ) -> Vec<u32> {
     let end = last.saturating_add(1).saturating_add(ahead).min(count);
     (first..end).filter(|&p| !has(p)).collect()
+}
+
+/// How far past a read that missed the pieces kept in memory the data
+/// file is read ahead (verified pieces only).
+pub const PREFETCH_BYTES: u64 = 16 << 20;
+
+/// The bytes of a file (`start` its offset in the torrent, `length` its
+/// size) to read ahead after a read that ends at `end` (an offset in the
+/// file): the verified pieces that follow, in a row, up to
+/// [`PREFETCH_BYTES`]; empty if the next piece is missing. A missing
+/// piece is never read ahead: the page cache would hold its hole.
+pub fn verified_after(
+    has: impl Fn(u32) -> bool,
+    start: u64,
+    length: u64,
+    end: u64,
+    piece_length: u64,
+) -> std::ops::Range<u64> {
+    let limit = end.saturating_add(PREFETCH_BYTES).min(length);
+    let mut upto = end;
+    while upto < limit {
+        let piece = (start + upto) / piece_length.max(1);
+        if !has(piece as u32) {
+            break;
+        }
+        upto = ((piece + 1) * piece_length - start).min(limit);
+    }
+    end..upto
 }
 
 thread_local! {
@@ -514,6 +542,16 @@ impl SwarmFs {
         let first = ((stream_offset + offset) / piece_length) as u32;
         let last = ((stream_offset + offset + len - 1) / piece_length) as u32;
         let have = self.engine.have().clone();
+        // What to read ahead on disk after this read, once its pieces are here.
+        let read_on = move |have: &PieceSet| {
+            verified_after(
+                |p| have.contains(p),
+                stream_offset,
+                length,
+                offset + len,
+                piece_length,
+            )
+        };
         let ahead = read_ahead_pieces(piece_length);
         let count = self.meta.piece_count();
         if have.contains_all(first..last + 1) {
@@ -530,6 +568,9 @@ impl SwarmFs {
             if let Some(kept) = self.data.kept_file_slice(index, offset, len as usize) {
                 return reply.data(&kept);
             }
+            // From disk: a reader that fell behind the kept pieces goes on
+            // reading there, so read on ahead of it.
+            self.data.prefetch(index, read_on(&have));
             return READ_BUF.with_borrow_mut(|buf| {
                 if buf.len() < len as usize {
                     buf.resize(len as usize, 0);
@@ -557,7 +598,9 @@ impl SwarmFs {
                     if let Some(kept) = data.kept_file_slice(index, offset, len as usize) {
                         return reply.data(&kept);
                     }
+                    let ahead = read_on(&have);
                     let read = move || -> Result<Vec<u8>, Errno> {
+                        data.prefetch(index, ahead);
                         let mut buf = vec![0u8; len as usize];
                         let n = data
                             .read_file_at(index, offset, &mut buf)
@@ -963,7 +1006,10 @@ async fn read_events(
 
 #[cfg(test)]
 mod tests {
-    use super::{pieces_to_pull, read_ahead_pieces, signal_pending, READ_AHEAD_MIN_PIECES};
+    use super::{
+        pieces_to_pull, read_ahead_pieces, signal_pending, verified_after, PREFETCH_BYTES,
+        READ_AHEAD_MIN_PIECES,
+    };
 
     #[test]
     fn the_window_ahead_is_32_mib_of_pieces_and_never_under_four() {
@@ -985,6 +1031,35 @@ mod tests {
         assert!(pieces_to_pull(|_| true, 0, 3, 4, 100).is_empty());
         // A window as large as u32 does not overflow.
         assert_eq!(pieces_to_pull(have, 9, 9, u32::MAX, 12), vec![9, 10, 11]);
+    }
+
+    #[test]
+    fn read_ahead_from_disk_covers_verified_pieces_only() {
+        const MIB: u64 = 1 << 20;
+        let have = |p: u32| p != 5 && p < 40;
+        // A file from byte 100 of the torrent, 1 MiB pieces: a read ending
+        // at 2 MiB (in piece 2) reads ahead to the end of piece 4.
+        assert_eq!(
+            verified_after(have, 100, 30 * MIB, 2 * MIB, MIB),
+            2 * MIB..5 * MIB - 100
+        );
+        // Piece 5 is missing: nothing after a read that ends in it.
+        assert!(verified_after(have, 0, 30 * MIB, 5 * MIB + 7, MIB).is_empty());
+        // All there: PREFETCH_BYTES, then the end of the file.
+        assert_eq!(
+            verified_after(have, 0, 100 * MIB, 6 * MIB, MIB),
+            6 * MIB..6 * MIB + PREFETCH_BYTES
+        );
+        assert_eq!(
+            verified_after(have, 0, 10 * MIB, 6 * MIB, MIB),
+            6 * MIB..10 * MIB
+        );
+        assert!(verified_after(have, 0, 10 * MIB, 10 * MIB, MIB).is_empty());
+        // Past the torrent's verified end: stops where pieces stop.
+        assert_eq!(
+            verified_after(have, 0, 64 * MIB, 30 * MIB, MIB),
+            30 * MIB..40 * MIB
+        );
     }
 
     #[test]

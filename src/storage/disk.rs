@@ -258,6 +258,27 @@ impl Storage {
         Ok(done)
     }
 
+    /// Asks the kernel to read `range` of file `file` into the page cache,
+    /// without waiting (for a reader about to read it from disk).
+    pub fn prefetch(&self, file: usize, range: std::ops::Range<u64>) {
+        use std::os::fd::AsRawFd;
+        let Some(handle) = self.files.get(file).and_then(|f| f.handle.as_ref()) else {
+            return;
+        };
+        if range.is_empty() {
+            return;
+        }
+        // Advice: whatever it returns, the read that follows is the same.
+        unsafe {
+            libc::posix_fadvise(
+                handle.as_raw_fd(),
+                range.start as libc::off_t,
+                (range.end - range.start) as libc::off_t,
+                libc::POSIX_FADV_WILLNEED,
+            );
+        }
+    }
+
     /// Up to `len` bytes of file `file` at `offset` straight from a piece
     /// kept in memory (no copy), if they all lie in one; `None` otherwise
     /// (read them with [`Storage::read_file_at`]), and past the end.
