@@ -70,8 +70,11 @@ pub fn pieces_to_pull(
 }
 
 /// How far past a read that missed the pieces kept in memory the data
-/// file is read ahead (verified pieces only).
+/// file is read ahead (verified pieces only)...
 pub const PREFETCH_BYTES: u64 = 16 << 20;
+/// ...asked again each time a read crosses a multiple of this, not on
+/// every read (each asking walks the page cache over the whole range).
+pub const PREFETCH_STEP: u64 = 4 << 20;
 
 /// The bytes of a file (`start` its offset in the torrent, `length` its
 /// size) to read ahead after a read that ends at `end` (an offset in the
@@ -85,10 +88,11 @@ pub fn verified_after(
     end: u64,
     piece_length: u64,
 ) -> std::ops::Range<u64> {
+    let piece_length = piece_length.max(1);
     let limit = end.saturating_add(PREFETCH_BYTES).min(length);
     let mut upto = end;
     while upto < limit {
-        let piece = (start + upto) / piece_length.max(1);
+        let piece = (start + upto) / piece_length;
         if !has(piece as u32) {
             break;
         }
@@ -544,6 +548,9 @@ impl SwarmFs {
         let have = self.engine.have().clone();
         // What to read ahead on disk after this read, once its pieces are here.
         let read_on = move |have: &PieceSet| {
+            if offset / PREFETCH_STEP == (offset + len) / PREFETCH_STEP {
+                return 0..0;
+            }
             verified_after(
                 |p| have.contains(p),
                 stream_offset,
