@@ -590,8 +590,8 @@ class Bench:
                 # swarmfs streams in at least 10 rounds, an even number (the
                 # plain download goes after as often as before): a ratio of
                 # two figures that each vary by 15% needs them (5 at first;
-                # one run at 6dd911b had pairs from 0.67 to 1.06); btfs, whose sequential read takes minutes, in
-                # the usual number.
+                # one run at 6dd911b had pairs from 0.67 to 1.06); btfs,
+                # whose sequential read takes minutes, in the usual number.
                 pairs = max(args.rounds, 10)
                 for r in range(pairs + pairs % 2):
                     order = ["swarmfs", "btfs"] if r % 2 == 0 else ["btfs", "swarmfs"]

@@ -247,12 +247,10 @@ impl Picker {
     }
 
     fn choose_new_piece(&mut self, pieces: &Bitfield) -> Option<u32> {
-        let candidate = |p: u32| pieces[p as usize] && !self.have[p as usize];
-        let urgent = self
-            .urgent
-            .iter()
-            .copied()
-            .find(|&p| candidate(p) && !self.partial.contains_key(&p));
+        // Fetchable from this peer, missing, and not yet taken by anyone.
+        let unclaimed =
+            |p: u32| pieces[p as usize] && !self.have[p as usize] && !self.partial.contains_key(&p);
+        let urgent = self.urgent.iter().copied().find(|&p| unclaimed(p));
         if urgent.is_some() {
             return urgent;
         }
@@ -266,7 +264,7 @@ impl Picker {
             let after = pieces[from as usize..]
                 .iter_ones()
                 .map(|i| from + i as u32)
-                .find(|&p| !self.have[p as usize] && !self.partial.contains_key(&p));
+                .find(|&p| unclaimed(p));
             if after.is_some() {
                 return after;
             }
@@ -279,7 +277,7 @@ impl Picker {
         let mut ties = 0u64;
         for p in pieces.iter_ones() {
             let p = p as u32;
-            if self.have[p as usize] || self.partial.contains_key(&p) {
+            if !unclaimed(p) {
                 continue;
             }
             let availability = if random_first {
