@@ -49,6 +49,14 @@ pub const DISK_RETRY: Duration = Duration::from_secs(30);
 /// Requests we keep outstanding at a peer: at least / at most.
 const MIN_PIPELINE: usize = 16;
 const MAX_PIPELINE: usize = 1000;
+/// While a read waits (someone streams), the bytes requested from all peers
+/// at once, at most. Each peer serves its requests in order, so pieces
+/// handed out in order to several peers finish up to their pipelines apart:
+/// with a second's worth at each (16 MiB here), the pieces after the one a
+/// reader waits on outran the pieces kept in memory for it
+/// ([`crate::storage::disk::RECENT_CAP`]) and the reader read them back from
+/// a disk busy with the download's writes. A quarter of that keeps them in.
+const STREAMING_IN_FLIGHT: usize = crate::storage::disk::RECENT_CAP / 4;
 /// Connect and handshake must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Incoming connections still in their handshake, at most: a flood of
@@ -1354,6 +1362,19 @@ impl MainLoop {
             + MIN_PIPELINE)
             .clamp(MIN_PIPELINE, MAX_PIPELINE)
             .min(peer.reqq.map_or(usize::MAX, |q| q as usize));
+        let depth = if self.picker.any_urgent() {
+            let sending = self
+                .peers
+                .values()
+                .filter(|p| p.am_interested && !p.peer_choking)
+                .count();
+            depth.min(streaming_depth(sending))
+        } else {
+            depth
+        };
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
         let want = depth.saturating_sub(peer.outstanding.len());
         // Top up once a quarter of the pipeline is free, not after every
         // block: requests then leave in groups, one write for several.
@@ -1915,9 +1936,28 @@ impl RateWindow {
     }
 }
 
+/// Requests to keep outstanding at each of `sending` peers while a read
+/// waits: they share [`STREAMING_IN_FLIGHT`].
+fn streaming_depth(sending: usize) -> usize {
+    (STREAMING_IN_FLIGHT / crate::wire::MAX_BLOCK as usize / sending.max(1)).max(MIN_PIPELINE)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::replaces_existing;
+    use super::{replaces_existing, streaming_depth, MIN_PIPELINE, STREAMING_IN_FLIGHT};
+    use crate::wire::MAX_BLOCK;
+
+    #[test]
+    fn peers_streaming_share_a_budget_of_requests() {
+        for sending in 1..=8 {
+            let bytes = streaming_depth(sending) * sending * MAX_BLOCK as usize;
+            assert!(bytes <= STREAMING_IN_FLIGHT, "{sending} peers: {bytes}");
+            assert!(bytes > STREAMING_IN_FLIGHT - sending * MAX_BLOCK as usize);
+        }
+        // Among many peers, each still keeps a pipeline worth the name.
+        assert_eq!(streaming_depth(1000), MIN_PIPELINE);
+        assert_eq!(streaming_depth(0), streaming_depth(1));
+    }
 
     #[test]
     fn both_ends_keep_the_same_of_two_simultaneous_connections() {

@@ -22,7 +22,7 @@ use crate::metainfo::Metainfo;
 
 /// Memory for verified pieces kept for streaming readers: the 32 MiB a
 /// `files/` read pulls forward.
-const RECENT_CAP: usize = 32 << 20;
+pub const RECENT_CAP: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
