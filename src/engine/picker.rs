@@ -26,6 +26,10 @@ pub type PeerId = u64;
 pub const RANDOM_FIRST_PIECES: u32 = 4;
 /// How many peers may have one block requested at once during endgame.
 pub const ENDGAME_REQUESTERS: usize = 3;
+/// A read's piece counts as late once this many of the next
+/// [`OVERTAKE_SPAN`] pieces are verified before it.
+const OVERTAKEN_BY: usize = 4;
+const OVERTAKE_SPAN: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Block {
@@ -167,6 +171,11 @@ impl Picker {
         if want == 0 {
             return out;
         }
+        // 0. The piece a read waits on, if its owner stalled.
+        self.rescue_waited_on(peer, pieces, want, &mut out);
+        if out.len() >= want {
+            return out;
+        }
         // 1. Pieces this peer owns; 2. orphans it can adopt.
         let owned: Vec<u32> = self
             .partial
@@ -207,6 +216,53 @@ impl Picker {
             self.endgame(peer, pieces, want, &mut out);
         }
         out
+    }
+
+    /// The first piece a read waits on, when pieces after it are already
+    /// verified ([`OVERTAKEN_BY`] of the next [`OVERTAKE_SPAN`]), is late
+    /// at its owner (a peer that stalls, as every peer does now and then for
+    /// a tenth of a second): this peer asks for its blocks too, the first
+    /// copy in wins and the other request is cancelled.
+    fn rescue_waited_on(
+        &mut self,
+        peer: PeerId,
+        pieces: &Bitfield,
+        want: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let Some(&first) = self.urgent.first() else {
+            return;
+        };
+        if !pieces[first as usize] {
+            return;
+        }
+        let from = first as usize + 1;
+        let to = (from + OVERTAKE_SPAN).min(self.have.len());
+        if from >= to || self.have[from..to].count_ones() < OVERTAKEN_BY {
+            return;
+        }
+        let size = self.geometry.piece_size(first);
+        let Some(partial) = self.partial.get_mut(&first) else {
+            return;
+        };
+        let owner = partial.owner;
+        if owner == Some(peer) {
+            return;
+        }
+        for (i, block) in partial.blocks.iter_mut().enumerate() {
+            if out.len() >= want {
+                break;
+            }
+            match block {
+                Block::Missing => *block = Block::Requested(vec![peer]),
+                // Owed by the owner alone: not by an earlier rescuer.
+                Block::Requested(peers) if owner.is_some_and(|o| peers[..] == [o]) => {
+                    peers.push(peer)
+                }
+                _ => continue,
+            }
+            out.push(block_ref(first, i, size));
+        }
     }
 
     fn take_missing(&mut self, piece: u32, peer: PeerId, want: usize, out: &mut Vec<BlockRef>) {

@@ -147,6 +147,41 @@ fn while_a_read_waits_the_pieces_after_it_follow_in_order() {
 }
 
 #[test]
+fn a_read_waiting_on_a_stalled_peer_gets_its_piece_from_another() {
+    let mut p = picker();
+    p.make_urgent(0..8);
+    // Peer 1 takes piece 0, the one the read waits on, sends one block of
+    // it and stalls; the rest of its piece is not even requested yet.
+    let stalled = p.pick(1, &all(), 2);
+    assert_eq!(pieces_of(&stalled), vec![0]);
+    p.received(1, stalled[0]);
+    // Other peers finish the pieces after it.
+    for peer in 2..2 + OVERTAKEN_BY as PeerId {
+        let got = p.pick(peer, &all(), 4);
+        assert_eq!(pieces_of(&got), vec![peer as u32 - 1], "not yet late");
+        complete(&mut p, peer, &got);
+    }
+    // Now piece 0 is late: the next peer to ask gets what is left of it,
+    // both the block peer 1 still owes and the ones never requested.
+    let rescue = p.pick(9, &all(), 3);
+    assert_eq!(pieces_of(&rescue), vec![0]);
+    assert_eq!(
+        rescue.iter().map(|b| b.offset).collect::<Vec<_>>(),
+        vec![16384, 32768, 49152]
+    );
+    // Only one peer rescues a block, and the owner does not rescue itself.
+    assert!(!pieces_of(&p.pick(10, &all(), 4)).contains(&0));
+    assert!(!pieces_of(&p.pick(1, &all(), 4)).contains(&0));
+    // The first copy in wins; the stalled owner's request is cancelled.
+    let arrival = p.received(9, rescue[0]).unwrap();
+    assert_eq!(arrival.cancel, vec![1]);
+    for b in &rescue[1..] {
+        assert!(p.received(9, *b).unwrap().cancel.is_empty());
+    }
+    assert!(p.received(1, rescue[0]).is_none(), "its copy is not needed");
+}
+
+#[test]
 fn a_choking_owner_leaves_an_orphan_that_another_peer_finishes() {
     let mut p = picker();
     let got = p.pick(1, &all(), 2);
