@@ -1427,6 +1427,8 @@ impl MainLoop {
                 if let Some(p) = self.peers.get_mut(&other) {
                     p.outstanding.remove(&block);
                 }
+                // Its copy, should it still come, is not wanted.
+                self.keeper.forget(other, block);
                 self.send(other, Message::Cancel(block));
             }
             if arrival.piece_complete {
@@ -1506,6 +1508,7 @@ impl MainLoop {
                 }
             }
             Verdict::Bad => {
+                self.staging.reopen(piece);
                 let senders = self.picker.failed(piece);
                 warn!(self.log, "piece failed its hash check"; "piece" => piece, "senders" => format!("{senders:?}"));
                 let sole = senders.len() == 1;
@@ -1525,6 +1528,7 @@ impl MainLoop {
                 }
             }
             Verdict::ReadFailed(e) => {
+                self.staging.reopen(piece);
                 self.picker.failed(piece);
                 self.emit(Event::Error(format!("verifying piece {piece}: {e}")));
             }

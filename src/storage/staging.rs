@@ -88,6 +88,11 @@ pub enum Put {
     Staged,
     /// Not staged: write it to disk now (its piece is written block by block).
     WriteThrough,
+    /// Its piece was taken for its hash check: a copy that came too late
+    /// (a request duplicated to a second peer), to be neither staged nor
+    /// written. Written through, it would land over the piece on disk
+    /// after its check; staged, in a buffer nobody takes.
+    Late,
 }
 
 /// A piece being assembled, hashed as far as its blocks are contiguous from
@@ -134,6 +139,8 @@ enum Slot {
     Memory(Arc<Mutex<Assembly>>),
     /// This round of the piece goes to disk block by block.
     Disk,
+    /// This round of the piece is over: it was taken for its hash check.
+    Taken,
 }
 
 struct Table {
@@ -177,6 +184,7 @@ impl StagedPieces {
             match table.pieces.get(&piece) {
                 Some(Slot::Memory(buffer)) => buffer.clone(),
                 Some(Slot::Disk) => return Put::WriteThrough,
+                Some(Slot::Taken) => return Put::Late,
                 None => match self.buffer_for(&mut table, size) {
                     Some(buffer) => {
                         let assembly = Arc::new(Mutex::new(Assembly {
@@ -231,7 +239,7 @@ impl StagedPieces {
     /// The caller hands the buffer back with [`give_back`](Self::give_back)
     /// when done with it.
     pub fn take(&self, piece: u32) -> Option<StagedPiece> {
-        let slot = lock(&self.table).pieces.remove(&piece)?;
+        let slot = lock(&self.table).pieces.insert(piece, Slot::Taken)?;
         let Slot::Memory(shared) = slot else {
             return None;
         };
@@ -268,6 +276,14 @@ impl StagedPieces {
             buffer: assembly.buffer,
             partial,
         })
+    }
+
+    /// `piece` failed its check: blocks of its next round are welcome.
+    pub fn reopen(&self, piece: u32) {
+        let mut table = lock(&self.table);
+        if matches!(table.pieces.get(&piece), Some(Slot::Taken)) {
+            table.pieces.remove(&piece);
+        }
     }
 
     /// Returns a buffer from [`take`](Self::take) to the pool.
@@ -349,7 +365,9 @@ mod tests {
         s.give_back(zero.buffer);
         assert_eq!(s.put(2, 100, 50, &block), Put::WriteThrough);
         assert!(s.take(2).is_none(), "written through: nothing staged");
-        // Its next round is staged, in the pooled buffer.
+        // Its next round (it failed its check) is staged, in the pooled
+        // buffer.
+        s.reopen(2);
         assert_eq!(s.put(2, 100, 50, &block), Put::Staged);
         assert_eq!(s.bytes(), 2 * (100 + ALIGN));
         let two = s.take(2).unwrap();
@@ -402,6 +420,29 @@ mod tests {
         assert_eq!(s.put(0, 100, 90, &[0u8; 20]), Put::WriteThrough);
         assert_eq!(s.put(0, 100, u64::MAX, &[0u8; 2]), Put::WriteThrough);
         assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn a_late_copy_after_the_check_is_neither_staged_nor_written() {
+        let s = StagedPieces::new(1 << 20);
+        assert_eq!(s.put(4, 100, 0, &[1u8; 100]), Put::Staged);
+        let first = s.take(4).unwrap();
+        let held = s.bytes();
+        // A second peer's copy of a block, after the piece went to its check.
+        assert_eq!(s.put(4, 100, 0, &[9u8; 50]), Put::Late);
+        assert_eq!(s.bytes(), held, "no buffer for it");
+        // A written-through piece's late copy is refused as well.
+        let mut tiny = StagedPieces::new(0);
+        assert_eq!(tiny.put(5, 100, 0, &[1u8; 50]), Put::WriteThrough);
+        assert!(tiny.take(5).is_none());
+        assert_eq!(tiny.put(5, 100, 50, &[9u8; 50]), Put::Late);
+        // A piece that failed its check starts a new round.
+        s.give_back(first.buffer);
+        s.reopen(4);
+        assert_eq!(s.put(4, 100, 0, &[2u8; 100]), Put::Staged);
+        assert_eq!(&s.take(4).unwrap().buffer[..], &[2u8; 100][..]);
+        tiny = StagedPieces::new(0);
+        assert_eq!(tiny.put(5, 100, 0, &[1u8; 50]), Put::WriteThrough);
     }
 
     #[test]
