@@ -446,3 +446,124 @@ fn private_torrents_exchange_no_peers() {
         "PEX in a private torrent"
     );
 }
+
+/// A peer that serves every request with the torrent's real bytes but one
+/// piece, the first it is asked for, which it never sends (a peer stalled
+/// on that piece). Tells `first` which piece that is.
+fn stalling_peer(
+    meta: &Metainfo,
+    content: Vec<u8>,
+    first: std::sync::mpsc::Sender<u32>,
+) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let info_hash = meta.info_hash;
+    let pieces = meta.piece_count() as usize;
+    let piece_length = meta.piece_length as usize;
+    std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut theirs = [0u8; 68];
+        s.read_exact(&mut theirs)?;
+        let ours = swarmfs::wire::Handshake {
+            reserved: [0; 8],
+            info_hash,
+            peer_id: *b"-XX0001-stallingpeer",
+        };
+        s.write_all(&ours.encode())?;
+        let mut bits = vec![0xffu8; pieces.div_ceil(8)];
+        if pieces % 8 != 0 {
+            *bits.last_mut().unwrap() = 0xff << (8 - pieces % 8);
+        }
+        let mut bitfield = ((bits.len() + 1) as u32).to_be_bytes().to_vec();
+        bitfield.push(5);
+        bitfield.extend_from_slice(&bits);
+        s.write_all(&bitfield)?;
+        let mut stalled = None;
+        loop {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len)?;
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut body)?;
+            match body.first() {
+                Some(2) => s.write_all(&[0, 0, 0, 1, 1])?, // interested -> unchoke
+                Some(6) => {
+                    let field = |i: usize| u32::from_be_bytes(body[i..i + 4].try_into().unwrap());
+                    let (piece, offset, len) = (field(1), field(5), field(9));
+                    if *stalled.get_or_insert_with(|| {
+                        let _ = first.send(piece);
+                        piece
+                    }) == piece
+                    {
+                        continue;
+                    }
+                    let at = piece as usize * piece_length + offset as usize;
+                    let mut reply = (9 + len).to_be_bytes().to_vec();
+                    reply.push(7);
+                    reply.extend_from_slice(&body[1..9]);
+                    reply.extend_from_slice(&content[at..at + len as usize]);
+                    s.write_all(&reply)?;
+                }
+                _ => {}
+            }
+        }
+    });
+    addr
+}
+
+/// A read waits on a piece whose peer stalls on it while sending the
+/// pieces after it: another peer is asked for it, and the read goes on
+/// long before the download ends (it would otherwise wait for the endgame).
+#[test]
+fn a_read_waiting_on_a_stalled_peer_is_served_by_another() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 4_000_000)]);
+    let (meta, _) = common::torrent_of(&source, 32 * 1024);
+    let content = std::fs::read(source.join("a.bin")).unwrap();
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let stalling = stalling_peer(&meta, content, first_tx);
+    let honest = seeder(&meta, source_dir.path());
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), vec![]);
+    // Slow enough that the honest peer joins while most pieces are missing.
+    c.down_limit = 1 << 20;
+    let leecher = Engine::start(meta.clone(), c, logger()).unwrap();
+    let handle = leecher.handle();
+    let mut events = handle.subscribe();
+    let (stalled, verified) = leecher.block_on(async {
+        // The reader's window, as a files/ read at offset 0 asks for it.
+        handle.send(Command::Urgent((0..4).collect())).await;
+        handle.send(Command::Connect(stalling)).await;
+        let stalled =
+            tokio::task::spawn_blocking(move || first_rx.recv_timeout(Duration::from_secs(10)))
+                .await
+                .unwrap()
+                .expect("the stalling peer was asked for a piece");
+        handle
+            .send(Command::Connect(honest.listen_addr().unwrap()))
+            .await;
+        let mut verified = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !verified.contains(&stalled) {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(Event::Piece(p))) => verified.push(p),
+                Ok(_) => {}
+                Err(_) => panic!("piece {stalled} not verified in time: {verified:?}"),
+            }
+        }
+        (stalled, verified)
+    });
+    assert_eq!(stalled, 0, "the piece the read waits on goes first");
+    // 123 pieces: without a second peer asked, piece 0 would come last.
+    assert!(
+        verified.len() < 40,
+        "piece 0 came after {} others: {verified:?}",
+        verified.len() - 1
+    );
+    let done = wait_done(&leecher, Duration::from_secs(60));
+    leecher.shutdown();
+    honest.shutdown();
+    assert!(!done.iter().any(|e| matches!(e, Event::HashFail { .. })));
+    same_files(&meta, source_dir.path(), data.path());
+}
