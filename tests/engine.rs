@@ -197,6 +197,13 @@ fn download_limit_paces_the_transfer_and_can_be_lifted_while_running() {
     seeder.shutdown();
 }
 
+/// A leecher downloading at 1 MiB/s into `data`, with no peers yet.
+fn slow_leecher(meta: &Metainfo, data: &Path) -> Engine {
+    let mut c = config(data, vec![]);
+    c.down_limit = 1 << 20;
+    Engine::start(meta.clone(), c, logger()).unwrap()
+}
+
 /// Streaming from several peers: while a read waits on the first pieces,
 /// the pieces after them are fetched in order by every peer, not spread
 /// over the torrent rarest first (a reader would meet those only after the
@@ -208,11 +215,9 @@ fn with_a_read_waiting_several_seeders_fetch_in_order() {
     let (meta, _) = common::torrent_of(&source, 32 * 1024);
     let seeders: Vec<Engine> = (0..3).map(|_| seeder(&meta, source_dir.path())).collect();
     let data = tempfile::tempdir().unwrap();
-    let mut c = config(data.path(), vec![]);
     // Slow enough that the window's pieces are still missing while every
     // peer's first requests are picked.
-    c.down_limit = 1 << 20;
-    let leecher = Engine::start(meta.clone(), c, logger()).unwrap();
+    let leecher = slow_leecher(&meta, data.path());
     let handle = leecher.handle();
     let mut events = handle.subscribe();
     let verified = leecher.block_on(async {
@@ -525,10 +530,8 @@ fn a_read_waiting_on_a_stalled_peer_is_served_by_another() {
     let stalling = stalling_peer(&meta, content, first_tx);
     let honest = seeder(&meta, source_dir.path());
     let data = tempfile::tempdir().unwrap();
-    let mut c = config(data.path(), vec![]);
     // Slow enough that the honest peer joins while most pieces are missing.
-    c.down_limit = 1 << 20;
-    let leecher = Engine::start(meta.clone(), c, logger()).unwrap();
+    let leecher = slow_leecher(&meta, data.path());
     let handle = leecher.handle();
     let mut events = handle.subscribe();
     let (stalled, verified) = leecher.block_on(async {
