@@ -7,6 +7,9 @@ usage: lt_peer.py seed|leech TORRENT DATA_DIR PORT [TIMEOUT_SECONDS] [PEER_HOST:
 It listens on 127.0.0.1, or on the address in LT_LISTEN_HOST (e.g. ::1).
 With LT_NO_TRACKERS=1 it ignores the torrent's trackers (peers given only).
 With LT_KEEP_SEEDING=1 a leecher goes on seeding once complete, until killed.
+A seeder trusts its data and hashes each piece the first time a peer asks
+for it (libtorrent's seed mode); with LT_FULL_CHECK=1 it hashes all of it
+before it is ready instead, so that no download from it pays for that.
 
 A seeder prints `ready` once it answers a BitTorrent handshake on its port
 (for a moment after reaching the seeding state libtorrent still resets
@@ -59,7 +62,7 @@ def main():
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = data
-    if mode == "seed":
+    if mode == "seed" and os.environ.get("LT_FULL_CHECK") != "1":
         params.flags |= lt.torrent_flags.seed_mode
     handle = session.add_torrent(params)
     if os.environ.get("LT_NO_TRACKERS") == "1":
