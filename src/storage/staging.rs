@@ -139,12 +139,14 @@ enum Slot {
     Memory(Arc<Mutex<Assembly>>),
     /// This round of the piece goes to disk block by block.
     Disk,
-    /// This round of the piece is over: it was taken for its hash check.
-    Taken,
 }
 
 struct Table {
     pieces: HashMap<u32, Slot>,
+    /// Pieces taken for their hash check (and not failed since): a bit a
+    /// piece, not an entry, so that a torrent of millions of pieces costs
+    /// no more than its bitfield.
+    taken: crate::storage::Bitfield,
     pool: Vec<AlignedBuf>,
     /// Capacity of every buffer staged or pooled.
     bytes: usize,
@@ -163,6 +165,7 @@ impl StagedPieces {
         StagedPieces {
             table: Arc::new(Mutex::new(Table {
                 pieces: HashMap::new(),
+                taken: crate::storage::Bitfield::new(),
                 pool: Vec::new(),
                 bytes: 0,
             })),
@@ -181,10 +184,12 @@ impl StagedPieces {
         let size = piece_size as usize;
         let buffer = {
             let mut table = lock(&self.table);
+            if table.taken.get(piece as usize).is_some_and(|bit| *bit) {
+                return Put::Late;
+            }
             match table.pieces.get(&piece) {
                 Some(Slot::Memory(buffer)) => buffer.clone(),
                 Some(Slot::Disk) => return Put::WriteThrough,
-                Some(Slot::Taken) => return Put::Late,
                 None => match self.buffer_for(&mut table, size) {
                     Some(buffer) => {
                         let assembly = Arc::new(Mutex::new(Assembly {
@@ -239,7 +244,15 @@ impl StagedPieces {
     /// The caller hands the buffer back with [`give_back`](Self::give_back)
     /// when done with it.
     pub fn take(&self, piece: u32) -> Option<StagedPiece> {
-        let slot = lock(&self.table).pieces.insert(piece, Slot::Taken)?;
+        let slot = {
+            let mut table = lock(&self.table);
+            let index = piece as usize;
+            if table.taken.len() <= index {
+                table.taken.resize(index + 1, false);
+            }
+            table.taken.set(index, true);
+            table.pieces.remove(&piece)?
+        };
         let Slot::Memory(shared) = slot else {
             return None;
         };
@@ -281,8 +294,9 @@ impl StagedPieces {
     /// `piece` failed its check: blocks of its next round are welcome.
     pub fn reopen(&self, piece: u32) {
         let mut table = lock(&self.table);
-        if matches!(table.pieces.get(&piece), Some(Slot::Taken)) {
-            table.pieces.remove(&piece);
+        let index = piece as usize;
+        if index < table.taken.len() {
+            table.taken.set(index, false);
         }
     }
 
