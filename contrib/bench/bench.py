@@ -579,9 +579,9 @@ class Bench:
             seeders = self.start_seeders(n)
             # An untimed download first, for each set of seeders: on a
             # virtual machine the first use of fresh memory for the page
-            # cache costs several times what later uses do, and libtorrent
-            # in seed mode hashes each piece the first time it is asked
-            # for; both would fall on the first client of the first round.
+            # cache costs several times what later uses do, which would
+            # fall on the first client of the first round. (The seeders
+            # hashed their data when they started: see start_seeders.)
             log("warm-up download (not counted)")
             self.download(args.clients[0], n, -1)
             for r in range(args.rounds):
