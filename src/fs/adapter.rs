@@ -599,7 +599,7 @@ impl SwarmFs {
         let mut events = engine.subscribe();
         let _ = engine.try_send(Command::Urgent(urgent));
         self.engine.runtime().spawn(async move {
-            let mut poll = tokio::time::interval(INTERRUPT_POLL);
+            let mut poll = interrupt_poll();
             loop {
                 if have.contains_all(first..last + 1) {
                     if let Some(kept) = data.kept_file_slice(index, offset, len as usize) {
@@ -634,6 +634,15 @@ impl SwarmFs {
             }
         });
     }
+}
+
+/// The ticks at which a parked read looks for a pending signal: the first
+/// one [`INTERRUPT_POLL`] from now, not at once (`interval`'s first tick is
+/// immediate), so that a read parked for a few milliseconds (a streaming
+/// reader's, about 60 times a GiB) does not read `/proc/PID/status` for
+/// nothing.
+fn interrupt_poll() -> tokio::time::Interval {
+    tokio::time::interval_at(tokio::time::Instant::now() + INTERRUPT_POLL, INTERRUPT_POLL)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -970,7 +979,7 @@ async fn read_events(
     reply: ReplyData,
 ) {
     let mut s = stream.lock().await;
-    let mut poll = tokio::time::interval(INTERRUPT_POLL);
+    let mut poll = interrupt_poll();
     loop {
         // Take everything already waiting, without blocking.
         loop {
