@@ -317,18 +317,16 @@ fn write_blocks(ctx: &PeerContext, vetted: Vec<(Message, bool)>) -> Vec<PeerInpu
                     len: data.len() as u32,
                 };
                 let piece_size = ctx.geometry.piece_size(piece);
-                match ctx.staging.put(piece, piece_size, offset as u64, &data) {
-                    Put::Staged => {
-                        write_run(storage, hashers, &mut run, &mut inputs);
-                        inputs.push(PeerInput::BlockStaged(block));
-                        continue;
-                    }
-                    Put::Late => {
-                        write_run(storage, hashers, &mut run, &mut inputs);
-                        inputs.push(PeerInput::BlockDiscarded(block));
-                        continue;
-                    }
-                    Put::WriteThrough => {}
+                let settled = match ctx.staging.put(piece, piece_size, offset as u64, &data) {
+                    Put::Staged => Some(PeerInput::BlockStaged(block)),
+                    // Its piece went to its check already: dropped.
+                    Put::Late => Some(PeerInput::BlockDiscarded(block)),
+                    Put::WriteThrough => None,
+                };
+                if let Some(input) = settled {
+                    write_run(storage, hashers, &mut run, &mut inputs);
+                    inputs.push(input);
+                    continue;
                 }
                 let adjacent = run.last().is_none_or(|(last, _)| {
                     last.piece == piece && last.offset + last.len == offset
