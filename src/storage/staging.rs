@@ -446,16 +446,17 @@ mod tests {
         assert_eq!(s.put(4, 100, 0, &[9u8; 50]), Put::Late);
         assert_eq!(s.bytes(), held, "no buffer for it");
         // A written-through piece's late copy is refused as well.
-        let mut tiny = StagedPieces::new(0);
+        let tiny = StagedPieces::new(0);
         assert_eq!(tiny.put(5, 100, 0, &[1u8; 50]), Put::WriteThrough);
         assert!(tiny.take(5).is_none());
         assert_eq!(tiny.put(5, 100, 50, &[9u8; 50]), Put::Late);
-        // A piece that failed its check starts a new round.
+        // A piece that failed its check starts a new round, staged or
+        // written through.
         s.give_back(first.buffer);
         s.reopen(4);
         assert_eq!(s.put(4, 100, 0, &[2u8; 100]), Put::Staged);
         assert_eq!(&s.take(4).unwrap().buffer[..], &[2u8; 100][..]);
-        tiny = StagedPieces::new(0);
+        tiny.reopen(5);
         assert_eq!(tiny.put(5, 100, 0, &[1u8; 50]), Put::WriteThrough);
     }
 
