@@ -477,14 +477,7 @@ fn stalling_peer(
             peer_id: *b"-XX0001-stallingpeer",
         };
         s.write_all(&ours.encode())?;
-        let mut bits = vec![0xffu8; pieces.div_ceil(8)];
-        if pieces % 8 != 0 {
-            *bits.last_mut().unwrap() = 0xff << (8 - pieces % 8);
-        }
-        let mut bitfield = ((bits.len() + 1) as u32).to_be_bytes().to_vec();
-        bitfield.push(5);
-        bitfield.extend_from_slice(&bits);
-        s.write_all(&bitfield)?;
+        s.write_all(&common::wire_message(5, &common::all_pieces_bits(pieces)))?;
         let mut stalled = None;
         loop {
             let mut len = [0u8; 4];

@@ -70,10 +70,7 @@ fn serve(
     s.read_exact(&mut theirs)?;
     s.write_all(&handshake([0; 8], info_hash, b"-XX0001-hostilepeer0"))?;
     // A full bitfield with clean spare bits.
-    let mut bits = vec![0xffu8; pieces.div_ceil(8)];
-    if pieces % 8 != 0 {
-        *bits.last_mut().unwrap() = 0xff << (8 - pieces % 8);
-    }
+    let mut bits = common::all_pieces_bits(pieces);
     match behaviour {
         Behaviour::SpareBits => *bits.last_mut().unwrap() = 0xff,
         Behaviour::ShortBitfield => {
@@ -81,10 +78,7 @@ fn serve(
         }
         _ => {}
     }
-    let mut msg = ((bits.len() + 1) as u32).to_be_bytes().to_vec();
-    msg.push(5);
-    msg.extend_from_slice(&bits);
-    s.write_all(&msg)?;
+    s.write_all(&common::wire_message(5, &bits))?;
     match behaviour {
         Behaviour::HaveOutOfRange => {
             let mut have = vec![0, 0, 0, 5, 4];
@@ -427,19 +421,8 @@ fn a_peers_reqq_caps_our_outstanding_requests() {
         ))
         .unwrap();
         let ext = b"d1:md6:ut_fooi7ee4:reqqi2e1:v9:TinyPeer1e";
-        let mut msg = ((ext.len() + 2) as u32).to_be_bytes().to_vec();
-        msg.extend_from_slice(&[20, 0]);
-        msg.extend_from_slice(ext);
-        let bits = vec![0xffu8; pieces.div_ceil(8)];
-        let mut bitfield = ((bits.len() + 1) as u32).to_be_bytes().to_vec();
-        bitfield.push(5);
-        bitfield.extend(bits.iter().enumerate().map(|(i, b)| {
-            if i == bits.len() - 1 && pieces % 8 != 0 {
-                b << (8 - pieces % 8)
-            } else {
-                *b
-            }
-        }));
+        let msg = common::wire_message(20, &[&[0u8][..], ext].concat());
+        let bitfield = common::wire_message(5, &common::all_pieces_bits(pieces));
         // The extension handshake first, as some clients do, then the bitfield.
         s.write_all(&msg).unwrap();
         s.write_all(&bitfield).unwrap();

@@ -92,3 +92,23 @@ pub fn seeder_with(meta: &Metainfo, config: swarmfs::engine::Config) -> swarmfs:
     wait_ready(&engine);
     engine
 }
+
+/// The payload of a `bitfield` message from a peer that has all `pieces`:
+/// every bit set but the spare bits of the last byte.
+pub fn all_pieces_bits(pieces: usize) -> Vec<u8> {
+    let mut bits = vec![0xffu8; pieces.div_ceil(8)];
+    if pieces % 8 != 0 {
+        if let Some(last) = bits.last_mut() {
+            *last = 0xff << (8 - pieces % 8);
+        }
+    }
+    bits
+}
+
+/// A peer-wire message as it goes on the wire: length, id, payload.
+pub fn wire_message(id: u8, payload: &[u8]) -> Vec<u8> {
+    let mut msg = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
+    msg.push(id);
+    msg.extend_from_slice(payload);
+    msg
+}
