@@ -222,7 +222,12 @@ fn with_a_read_waiting_several_seeders_fetch_in_order() {
     let mut events = handle.subscribe();
     let verified = leecher.block_on(async {
         // The reader's window, as a files/ read at offset 0 asks for it.
-        handle.send(Command::Urgent((0..4).collect())).await;
+        handle
+            .send(Command::Read {
+                piece: 0,
+                pull: (0..4).collect(),
+            })
+            .await;
         for s in &seeders {
             handle
                 .send(Command::Connect(s.listen_addr().unwrap()))
@@ -529,7 +534,12 @@ fn a_read_waiting_on_a_stalled_peer_is_served_by_another() {
     let mut events = handle.subscribe();
     let (stalled, verified) = leecher.block_on(async {
         // The reader's window, as a files/ read at offset 0 asks for it.
-        handle.send(Command::Urgent((0..4).collect())).await;
+        handle
+            .send(Command::Read {
+                piece: 0,
+                pull: (0..4).collect(),
+            })
+            .await;
         handle.send(Command::Connect(stalling)).await;
         let stalled =
             tokio::task::spawn_blocking(move || first_rx.recv_timeout(Duration::from_secs(10)))

@@ -8,7 +8,9 @@ use std::os::unix::fs::FileExt;
 
 use bytes::Bytes;
 use swarmfs::storage::resume::{self, Resume};
-use swarmfs::storage::{check, Bitfield, OpenMode, PieceHashers, Put, StagedPieces, Storage};
+use swarmfs::storage::{
+    check, Bitfield, KeptPieces, OpenMode, PieceHashers, Put, StagedPieces, Storage,
+};
 
 use common::{make_tree, torrent_of, TREE};
 
@@ -414,7 +416,13 @@ fn staged_pieces_go_past_the_page_cache_and_kept_ones_are_read_from_memory() {
         reader.kept_file_slice(0, size as u64, 10).is_none(),
         "past the end"
     );
-    store.forget_kept_pieces();
+    // Reads went through piece 2 to its end, not through piece 3: only
+    // piece 2 goes with the pieces reads are done with.
+    store.forget_kept_pieces(KeptPieces::Read);
+    assert!(reader.kept_file_slice(0, 140_000, 40_000).is_none());
+    assert!(reader.kept_file_slice(0, 200_000, 10_000).is_some());
+    store.forget_kept_pieces(KeptPieces::All);
+    assert!(reader.kept_file_slice(0, 200_000, 10_000).is_none());
     assert!(
         slice[..] == want[140_000..180_000],
         "a slice outlives forgetting"

@@ -34,7 +34,7 @@ use super::{
 use crate::metainfo::Metainfo;
 use crate::storage::recent::RecentPieces;
 use crate::storage::staging::{AlignedBuf, StagedPiece};
-use crate::storage::{check, resume, Bitfield, OpenMode, Storage};
+use crate::storage::{check, resume, Bitfield, KeptPieces, OpenMode, Storage};
 use crate::storage::{PieceHashers, StagedPieces};
 use crate::wire::extension::ExtensionHandshake;
 use crate::wire::pex::{Pex, MAX_PEX_PEERS, UT_PEX};
@@ -79,6 +79,9 @@ const MAX_STRIKES: u32 = 3;
 const STAGING_CAP: usize = 16 << 20;
 /// Verified pieces are recorded in the resume file at most this often.
 const RESUME_INTERVAL: Duration = Duration::from_secs(5);
+/// A reader that has not read for this long stopped streaming: rarest
+/// first again (a player that pauses to buffer resumes well within it).
+const STREAM_IDLE: Duration = Duration::from_secs(5);
 /// Wait before dialing an address again after a failure (doubles each time).
 const REDIAL_DELAY: Duration = Duration::from_secs(30);
 
@@ -231,6 +234,8 @@ pub struct MainLoop {
     refusals: RefusalNotices,
     saving: bool,
     last_save: Instant,
+    /// When a `files/` read last told us where it reads (streaming).
+    last_read: Option<Instant>,
     /// Peers to drop at the end of this turn (a full queue, a violation).
     doomed: Vec<(PeerId, String)>,
     /// Connections that arrived during the start-up check, admitted after it.
@@ -417,6 +422,7 @@ impl MainLoop {
             refusals: RefusalNotices::default(),
             saving: false,
             last_save: Instant::now(),
+            last_read: None,
             doomed: Vec::new(),
             waiting: Vec::new(),
             have_set: Arc::new(PieceSet::new(&have)),
@@ -688,10 +694,12 @@ impl MainLoop {
                     self.ready().await;
                 }
             }
-            Command::Urgent(pieces) => {
-                self.picker.make_urgent(pieces);
-                for id in self.peers.keys().copied().collect::<Vec<_>>() {
-                    self.fill_requests(id).await;
+            Command::Read { piece, pull } => {
+                self.picker.stream_at(piece);
+                self.last_read = Some(Instant::now());
+                if !pull.is_empty() {
+                    self.picker.make_urgent(pull);
+                    self.fill_all_requests().await;
                 }
             }
             Command::Stats(reply) => {
@@ -795,7 +803,7 @@ impl MainLoop {
             e.retrying = true;
             debug!(self.log, "retrying writes");
         }
-        let keep_for_readers = self.picker.any_urgent();
+        let keep_for_readers = self.picker.streaming();
         for (piece, buffer) in std::mem::take(&mut self.unwritten) {
             let (storage, staging) = (self.storage.clone(), self.staging.clone());
             let work = self.work_tx.clone();
@@ -805,6 +813,15 @@ impl MainLoop {
             });
         }
         self.fill_all_requests().await;
+    }
+
+    /// Once the download is over, the pieces kept for a reader go when it
+    /// stops reading them.
+    fn forget_kept_pieces_unless_read(&self) {
+        let kept = self.storage.kept_pieces();
+        if kept.held() > 0 && kept.last_read().is_none_or(|t| t.elapsed() >= STREAM_IDLE) {
+            self.storage.forget_kept_pieces(KeptPieces::All);
+        }
     }
 
     async fn fill_all_requests(&mut self) {
@@ -1445,9 +1462,9 @@ impl MainLoop {
         let partial = self.hashers.take(piece);
         let staged = self.staging.take(piece);
         let staging = self.staging.clone();
-        // While reads wait on pieces, someone streams a file and will read
-        // this piece soon: it stays in memory for the read.
-        let keep_for_readers = self.picker.any_urgent();
+        // Someone streams a file (pieces come in order from where it reads)
+        // and will read this piece soon: it stays in memory for the read.
+        let keep_for_readers = self.picker.streaming();
         tokio::task::spawn_blocking(move || {
             let verdict = match staged {
                 Some(StagedPiece { buffer, partial }) => {
@@ -1497,10 +1514,13 @@ impl MainLoop {
                 if self.picker.is_complete() && self.state == State::Downloading {
                     info!(self.log, "download complete");
                     // Nothing more to assemble: the pooled buffers go back,
-                    // and the pieces kept for a streaming reader (it reads
-                    // the rest from the data file).
+                    // and the kept pieces a streaming reader is done with.
+                    // The rest it reads from memory still, if it goes on
+                    // reading: read back from the device they would cost
+                    // a reader that lags behind the last pieces their time.
                     self.staging.release_pool();
-                    self.storage.forget_kept_pieces();
+                    self.storage.forget_kept_pieces(KeptPieces::Read);
+                    self.forget_kept_pieces_unless_read();
                     self.state = State::Seeding;
                     self.emit(Event::Done);
                     self.tell_tracker(Some(AnnounceEvent::Completed));
@@ -1597,6 +1617,16 @@ impl MainLoop {
             self.disconnect(id, format!("silent for {limit} s")).await;
         }
         self.banned.retain(|_, ban| ban.until > now);
+        if self.state != State::Downloading {
+            self.forget_kept_pieces_unless_read();
+        }
+        if self
+            .last_read
+            .is_some_and(|t| now.duration_since(t) >= STREAM_IDLE)
+        {
+            self.last_read = None;
+            self.picker.stop_streaming();
+        }
         if self.pex_allowed() {
             self.send_pex(now);
         }

@@ -140,8 +140,13 @@ pub enum Command {
     Stop,
     /// Undo `Stop`.
     Start,
-    /// Fetch these pieces before all others (a reader is waiting).
-    Urgent(Vec<u32>),
+    /// A `files/` read of `piece`: fetch `pull` before all others (the
+    /// read waits on them, or the reader soon will), and go on in order
+    /// from `piece` while the reader keeps reading.
+    Read {
+        piece: u32,
+        pull: Vec<u32>,
+    },
     Stats(oneshot::Sender<Stats>),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Bans(oneshot::Sender<Vec<BanInfo>>),
@@ -299,6 +304,7 @@ pub enum EngineError {
 pub struct PieceSet {
     words: Vec<std::sync::atomic::AtomicU64>,
     len: u32,
+    count: std::sync::atomic::AtomicU32,
 }
 
 impl PieceSet {
@@ -308,6 +314,7 @@ impl PieceSet {
                 .map(|_| std::sync::atomic::AtomicU64::new(0))
                 .collect(),
             len: have.len() as u32,
+            count: std::sync::atomic::AtomicU32::new(0),
         };
         for piece in have.iter_ones() {
             set.insert(piece as u32);
@@ -332,9 +339,19 @@ impl PieceSet {
 
     pub fn insert(&self, piece: u32) {
         if piece < self.len {
-            self.words[piece as usize / 64]
-                .fetch_or(1 << (piece % 64), std::sync::atomic::Ordering::Release);
+            let bit = 1 << (piece % 64);
+            let before =
+                self.words[piece as usize / 64].fetch_or(bit, std::sync::atomic::Ordering::Release);
+            if before & bit == 0 {
+                self.count
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
+            }
         }
+    }
+
+    /// Every piece is verified.
+    pub fn is_full(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Acquire) == self.len
     }
 
     /// Every piece in `pieces` is verified.

@@ -3,8 +3,9 @@
 //! - Random pieces until [`RANDOM_FIRST_PIECES`] are complete (a new peer
 //!   gets something to trade quickly), then rarest first by an availability
 //!   count kept from bitfields and haves; urgent pieces (reads waiting on
-//!   them) go before both, and while there are any, the pieces after them
-//!   follow in order (a streaming reader gets the whole download).
+//!   them) go before both, and while someone streams (urgent pieces, or a
+//!   recent read: [`Picker::stream_at`]) the pieces after them follow in
+//!   order (a streaming reader gets the whole download).
 //! - A piece is assigned to one peer (its owner), so a piece that fails its
 //!   hash points at its sender. When the owner chokes us or leaves, the blocks
 //!   it delivered stay and the piece becomes an orphan another peer adopts.
@@ -67,6 +68,9 @@ pub struct Picker {
     availability: Vec<u32>,
     partial: BTreeMap<u32, Partial>,
     urgent: BTreeSet<u32>,
+    /// Where a reader streaming through the torrent last read, until it is
+    /// told to stop ([`Picker::stop_streaming`]).
+    stream_from: Option<u32>,
     rng: super::Xorshift,
 }
 
@@ -79,6 +83,7 @@ impl Picker {
             have,
             partial: BTreeMap::new(),
             urgent: BTreeSet::new(),
+            stream_from: None,
             rng: super::Xorshift::new(seed),
         }
     }
@@ -126,6 +131,25 @@ impl Picker {
     /// Is a read waiting on any piece (someone streams a file)?
     pub fn any_urgent(&self) -> bool {
         !self.urgent.is_empty()
+    }
+
+    /// Is someone streaming: a read waits, or one read recently? Pieces then
+    /// come in order from the reader on, and are worth keeping in memory.
+    pub fn streaming(&self) -> bool {
+        self.any_urgent() || self.stream_from.is_some()
+    }
+
+    /// A reader is reading `piece`: new pieces come in order from there, also
+    /// once the pieces it pulled forward are all here. Without that, the
+    /// download would go back to rarest first whenever it ran ahead of the
+    /// reader's window, and scatter pieces the reader finds on disk later.
+    pub fn stream_at(&mut self, piece: u32) {
+        self.stream_from = Some(piece);
+    }
+
+    /// The reader stopped reading: rarest first again, once no read waits.
+    pub fn stop_streaming(&mut self) {
+        self.stream_from = None;
     }
 
     /// Marks pieces as urgent (a read is waiting on them): picked before all others.
@@ -310,13 +334,17 @@ impl Picker {
         if urgent.is_some() {
             return urgent;
         }
-        // A read is waiting (someone streams): the pieces after its window
-        // come next, in order. Picked rarest first, they would be spread
-        // over the file, and a fast reader would overtake the window and
-        // find them written to disk (several peers fill more than the
-        // window): streaming from three seeders ran at half the download
-        // rate, the rest read back from disk after the download ended.
-        if let Some(&from) = self.urgent.first() {
+        // Someone streams: the pieces after the reader's window come next,
+        // in order. Picked rarest first, they would be spread over the file,
+        // and a fast reader would overtake the window and find them written
+        // to disk (several peers fill more than the window): streaming from
+        // three seeders ran at half the download rate, the rest read back
+        // from disk after the download ended.
+        let from = match (self.urgent.first().copied(), self.stream_from) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(from) = from.filter(|&f| f < self.geometry.piece_count) {
             let after = pieces[from as usize..]
                 .iter_ones()
                 .map(|i| from + i as u32)

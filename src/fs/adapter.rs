@@ -546,13 +546,15 @@ impl SwarmFs {
         let first = ((stream_offset + offset) / piece_length) as u32;
         let last = ((stream_offset + offset + len - 1) / piece_length) as u32;
         let have = self.engine.have().clone();
-        // What to read ahead on disk after this read, once its pieces are here.
+        // What to read ahead on disk after this read, once its pieces are
+        // here: not the pieces kept in memory, which reads find there.
+        let kept = self.data.kept_pieces();
         let read_on = move |have: &PieceSet| {
             if offset / PREFETCH_STEP == (offset + len) / PREFETCH_STEP {
                 return 0..0;
             }
             verified_after(
-                |p| have.contains(p),
+                |p| have.contains(p) && !kept.contains(p),
                 stream_offset,
                 length,
                 offset + len,
@@ -564,11 +566,11 @@ impl SwarmFs {
         if have.contains_all(first..last + 1) {
             // The window ahead slides with the reader, so the engine fetches
             // its next pieces before they are read.
-            if self.looked_ahead_from.swap(first, Ordering::Relaxed) != first {
+            // Told even when nothing is missing there: the engine goes on
+            // fetching in order from the reader, not rarest first.
+            if self.looked_ahead_from.swap(first, Ordering::Relaxed) != first && !have.is_full() {
                 let pull = pieces_to_pull(|p| have.contains(p), first, last, ahead, count);
-                if !pull.is_empty() {
-                    let _ = self.engine.try_send(Command::Urgent(pull));
-                }
+                let _ = self.engine.try_send(Command::Read { piece: first, pull });
             }
             // Streaming: the piece was just verified and is still in
             // memory; answer from it without a copy.
@@ -597,7 +599,10 @@ impl SwarmFs {
         let stop = self.shutdown.clone();
         // Subscribe before the request, so no `piece` event can slip between.
         let mut events = engine.subscribe();
-        let _ = engine.try_send(Command::Urgent(urgent));
+        let _ = engine.try_send(Command::Read {
+            piece: first,
+            pull: urgent,
+        });
         self.engine.runtime().spawn(async move {
             let mut poll = interrupt_poll();
             loop {

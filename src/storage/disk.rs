@@ -20,6 +20,14 @@ use super::recent::{KeptSlice, RecentPieces};
 use super::staging::{AlignedBuf, ALIGN};
 use crate::metainfo::Metainfo;
 
+/// Which pieces kept for readers [`Storage::forget_kept_pieces`] lets go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptPieces {
+    All,
+    /// Those a read has gone through to the end.
+    Read,
+}
+
 /// Memory for verified pieces kept for streaming readers: the 32 MiB a
 /// `files/` read pulls forward.
 pub const RECENT_CAP: usize = 32 << 20;
@@ -397,9 +405,12 @@ impl Storage {
         self
     }
 
-    /// Lets the pieces kept for readers go.
-    pub fn forget_kept_pieces(&self) {
-        self.recent.clear();
+    /// Lets pieces kept for readers go.
+    pub fn forget_kept_pieces(&self, which: KeptPieces) {
+        match which {
+            KeptPieces::All => self.recent.clear(),
+            KeptPieces::Read => self.recent.forget_read(),
+        }
     }
 
     /// Does `piece`, whole in memory in `data`, have the SHA-1 the torrent

@@ -20,7 +20,7 @@ pub mod recent;
 pub mod resume;
 pub mod staging;
 
-pub use disk::{FileStamp, OpenMode, Storage, StorageError};
+pub use disk::{FileStamp, KeptPieces, OpenMode, Storage, StorageError};
 pub use hasher::PieceHashers;
 pub use layout::{Layout, Segment};
 pub use resume::{Resume, ResumeError};

@@ -3,21 +3,41 @@
 //!
 //! A staged piece is written past the page cache (see [`super::staging`]).
 //! A reader that streams reads each piece right after it is verified: from
-//! the data file, that would mean writing the piece into the page cache
-//! for it (the dearest copy of all: fresh cache pages) and reading it back
-//! out. Keeping the last pieces' buffers here instead lets a read copy
-//! straight from them. The most recent pieces are kept, up to a cap; a
-//! read of anything else goes to the data file.
+//! the data file, that would mean reading it back from the device (or
+//! writing it through the page cache for it: fresh cache pages, and a
+//! second copy). Keeping the last pieces' buffers here instead lets a read
+//! copy straight from them. A read of anything else goes to the data file.
+//!
+//! Up to a cap. Past it, a piece a read has gone through to its end goes
+//! first; if no such piece is kept, the one furthest into the torrent: a
+//! streaming reader will need it last, and the reads that get there can
+//! read it ahead from the device. (Dropping the oldest instead dropped the
+//! very piece a reader held up by a missing piece needed next, whenever the
+//! pieces verified behind that hole outgrew the cap.)
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::lock;
 
 use super::staging::AlignedBuf;
 
+struct Kept {
+    piece: u32,
+    buffer: Arc<AlignedBuf>,
+    /// A read reached the piece's end: the reader is done with it.
+    read_through: bool,
+}
+
+struct Pieces {
+    /// Oldest first.
+    kept: VecDeque<Kept>,
+    last_read: Option<Instant>,
+}
+
 pub struct RecentPieces {
-    pieces: Mutex<VecDeque<(u32, Arc<AlignedBuf>)>>,
+    pieces: Mutex<Pieces>,
     cap: usize,
 }
 
@@ -34,31 +54,52 @@ impl std::ops::Deref for KeptSlice {
     }
 }
 
+impl Pieces {
+    fn find(&mut self, piece: u64) -> Option<&mut Kept> {
+        self.kept.iter_mut().find(|k| k.piece as u64 == piece)
+    }
+
+    /// Which piece goes when over the cap (see the module's notes).
+    fn victim(&self) -> Option<usize> {
+        self.kept
+            .iter()
+            .position(|k| k.read_through)
+            .or_else(|| (0..self.kept.len()).max_by_key(|&i| self.kept[i].piece))
+    }
+}
+
 impl RecentPieces {
     /// Keeps at most `cap` bytes of pieces.
     pub fn new(cap: usize) -> RecentPieces {
         RecentPieces {
-            pieces: Mutex::new(VecDeque::new()),
+            pieces: Mutex::new(Pieces {
+                kept: VecDeque::new(),
+                last_read: None,
+            }),
             cap,
         }
     }
 
     /// Keeps `buffer`, the whole of verified piece `piece`; returns the
-    /// buffers of the oldest pieces it pushes out that no read is using,
-    /// for reuse.
+    /// buffers of the pieces it pushes out (`buffer` itself, if it is the
+    /// one to go) that no read is using, for reuse.
     pub fn keep(&self, piece: u32, buffer: AlignedBuf) -> Vec<AlignedBuf> {
         let mut pieces = lock(&self.pieces);
-        pieces.retain(|(p, _)| *p != piece);
-        pieces.push_back((piece, Arc::new(buffer)));
-        let mut held: usize = pieces.iter().map(|(_, b)| b.len()).sum();
+        pieces.kept.retain(|k| k.piece != piece);
+        pieces.kept.push_back(Kept {
+            piece,
+            buffer: Arc::new(buffer),
+            read_through: false,
+        });
+        let mut held: usize = pieces.kept.iter().map(|k| k.buffer.len()).sum();
         let mut out = Vec::new();
         while held > self.cap {
-            let Some((_, oldest)) = pieces.pop_front() else {
+            let Some(gone) = pieces.victim().and_then(|i| pieces.kept.remove(i)) else {
                 break;
             };
-            held -= oldest.len();
+            held -= gone.buffer.len();
             // A read copying from it keeps it alive until it is done.
-            if let Ok(buffer) = Arc::try_unwrap(oldest) {
+            if let Ok(buffer) = Arc::try_unwrap(gone.buffer) {
                 out.push(buffer);
             }
         }
@@ -72,20 +113,22 @@ impl RecentPieces {
         if buf.is_empty() || piece_length == 0 {
             return false;
         }
+        let end = start + buf.len() as u64;
         let first = start / piece_length;
-        let last = (start + buf.len() as u64 - 1) / piece_length;
+        let last = (end - 1) / piece_length;
         let found: Vec<Arc<AlignedBuf>> = {
-            let pieces = lock(&self.pieces);
-            if pieces.is_empty() {
-                return false;
-            }
+            let mut pieces = lock(&self.pieces);
             let mut found = Vec::new();
             for p in first..=last {
-                match pieces.iter().find(|(q, _)| *q as u64 == p) {
-                    Some((_, b)) => found.push(b.clone()),
+                match pieces.find(p) {
+                    Some(k) => {
+                        k.read_through |= end >= p * piece_length + k.buffer.len() as u64;
+                        found.push(k.buffer.clone());
+                    }
                     None => return false,
                 }
             }
+            pieces.last_read = Some(Instant::now());
             found
         };
         // Copied outside the lock: the Arcs keep the buffers alive.
@@ -111,20 +154,43 @@ impl RecentPieces {
         }
         let piece = start / piece_length;
         let from = (start - piece * piece_length) as usize;
-        let pieces = lock(&self.pieces);
-        let (_, buffer) = pieces.iter().find(|(q, _)| *q as u64 == piece)?;
-        if from + len > buffer.len() {
+        let mut pieces = lock(&self.pieces);
+        let kept = pieces.find(piece)?;
+        if from + len > kept.buffer.len() {
             return None;
         }
-        Some(KeptSlice {
-            buffer: buffer.clone(),
+        kept.read_through |= from + len == kept.buffer.len();
+        let slice = KeptSlice {
+            buffer: kept.buffer.clone(),
             range: from..from + len,
-        })
+        };
+        pieces.last_read = Some(Instant::now());
+        Some(slice)
+    }
+
+    /// Is `piece` kept?
+    pub fn contains(&self, piece: u32) -> bool {
+        lock(&self.pieces).kept.iter().any(|k| k.piece == piece)
+    }
+
+    /// Bytes of pieces kept.
+    pub fn held(&self) -> usize {
+        lock(&self.pieces).kept.iter().map(|k| k.buffer.len()).sum()
+    }
+
+    /// When a read last found its bytes here.
+    pub fn last_read(&self) -> Option<Instant> {
+        lock(&self.pieces).last_read
+    }
+
+    /// Lets the pieces go that reads have gone through.
+    pub fn forget_read(&self) {
+        lock(&self.pieces).kept.retain(|k| !k.read_through);
     }
 
     /// Lets every kept piece go.
     pub fn clear(&self) {
-        lock(&self.pieces).clear();
+        lock(&self.pieces).kept.clear();
     }
 }
 
@@ -163,18 +229,54 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_pieces_go_past_the_cap_and_come_back_for_reuse() {
+    fn past_the_cap_a_piece_read_through_goes_first_then_the_furthest() {
         let r = RecentPieces::new(250);
+        r.keep(5, piece(5, 100));
+        r.keep(6, piece(6, 100));
+        // Nothing read yet: the furthest piece goes, back for reuse.
+        let out = r.keep(4, piece(4, 100));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][1], 6 ^ 1, "piece 6's buffer");
+        assert!(r.contains(4) && r.contains(5) && !r.contains(6));
+        // ...even the piece just verified, if it is the furthest.
+        let out = r.keep(7, piece(7, 100));
+        assert_eq!(out[0][1], 7 ^ 1, "piece 7's own buffer");
+        assert!(!r.contains(7));
+        // A read to the end of piece 4: the reader is done with it.
+        assert!(r.slice(400, 100, 100).is_some());
+        r.keep(8, piece(8, 100));
+        assert!(!r.contains(4) && r.contains(5) && r.contains(8));
+        // A read that stops short of a piece's end keeps it.
+        assert!(r.slice(500, 99, 100).is_some());
+        r.keep(9, piece(9, 100));
+        assert!(r.contains(5) && !r.contains(9));
+        assert_eq!(r.held(), 200);
+    }
+
+    #[test]
+    fn a_piece_in_use_is_let_go_but_not_reused() {
+        let r = RecentPieces::new(150);
+        r.keep(1, piece(1, 100));
+        let slice = r.slice(100, 10, 100).expect("piece 1 is kept");
+        assert!(r.keep(0, piece(0, 100)).is_empty(), "piece 1 is being read");
+        assert!(!r.contains(1));
+        assert_eq!(slice[0], 1);
+    }
+
+    #[test]
+    fn reads_are_remembered_and_pieces_read_through_can_go() {
+        let r = RecentPieces::new(1 << 20);
         r.keep(0, piece(0, 100));
         r.keep(1, piece(1, 100));
-        let out = r.keep(2, piece(2, 100));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0][1], 1, "piece 0's buffer");
-        let mut buf = [0u8; 10];
-        assert!(!r.read(0, &mut buf, 100));
-        assert!(r.read(100, &mut buf, 100));
+        assert!(r.last_read().is_none());
+        let mut buf = [0u8; 120];
+        assert!(r.read(0, &mut buf, 100), "through piece 0, into piece 1");
+        assert!(r.last_read().is_some());
+        r.forget_read();
+        assert!(!r.contains(0) && r.contains(1));
         r.clear();
-        assert!(!r.read(100, &mut buf, 100));
+        assert!(!r.contains(1));
+        assert_eq!(r.held(), 0);
     }
 
     #[test]

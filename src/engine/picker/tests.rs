@@ -39,6 +39,15 @@ fn complete(picker: &mut Picker, peer: PeerId, blocks: &[BlockRef]) {
     }
 }
 
+/// Pieces 0 to 3 come from peer 9, which has no others: the random start
+/// is over, and pieces 4 to 7 are left.
+fn finish_random_start(p: &mut Picker) {
+    for _ in 0..RANDOM_FIRST_PIECES {
+        let got = p.pick(9, &bits(&[0, 1, 2, 3]), 4);
+        complete(p, 9, &got);
+    }
+}
+
 #[test]
 fn blocks_of_one_piece_go_to_one_peer_and_cover_it_exactly() {
     let mut p = picker();
@@ -112,10 +121,7 @@ fn urgent_pieces_go_first() {
 fn while_a_read_waits_the_pieces_after_it_follow_in_order() {
     let mut p = picker();
     p.add_peer_pieces(&all());
-    for _ in 0..RANDOM_FIRST_PIECES {
-        let got = p.pick(9, &bits(&[0, 1, 2, 3]), 4);
-        complete(&mut p, 9, &got);
-    }
+    finish_random_start(&mut p);
     p.make_urgent([4]);
     assert_eq!(
         pieces_of(&p.pick(1, &all(), 4)),
@@ -131,10 +137,7 @@ fn while_a_read_waits_the_pieces_after_it_follow_in_order() {
     let mut p = picker();
     p.add_peer_pieces(&all());
     p.add_peer_pieces(&bits(&[0, 1, 2, 3, 4, 5, 7]));
-    for _ in 0..RANDOM_FIRST_PIECES {
-        let got = p.pick(9, &bits(&[0, 1, 2, 3]), 4);
-        complete(&mut p, 9, &got);
-    }
+    finish_random_start(&mut p);
     p.make_urgent([4]);
     let got = p.pick(1, &all(), 4);
     complete(&mut p, 1, &got);
@@ -144,6 +147,26 @@ fn while_a_read_waits_the_pieces_after_it_follow_in_order() {
         vec![6],
         "the rarest piece"
     );
+}
+
+#[test]
+fn a_reader_ahead_of_nothing_missing_still_gets_the_pieces_in_order() {
+    let mut p = picker();
+    p.add_peer_pieces(&all());
+    // Piece 7 is the rarest.
+    p.add_peer_pieces(&bits(&[0, 1, 2, 3, 4, 5, 6]));
+    finish_random_start(&mut p);
+    assert!(!p.streaming());
+    // A read at piece 3: nothing it pulled forward is missing, so no
+    // piece is urgent, but the reader goes on from there.
+    p.stream_at(3);
+    assert!(p.streaming() && !p.any_urgent());
+    assert_eq!(pieces_of(&p.pick(1, &all(), 4)), vec![4]);
+    assert_eq!(pieces_of(&p.pick(2, &all(), 4)), vec![5]);
+    // The reader stopped: rarest first again.
+    p.stop_streaming();
+    assert!(!p.streaming());
+    assert_eq!(pieces_of(&p.pick(3, &all(), 2)), vec![7]);
 }
 
 #[test]
