@@ -273,15 +273,27 @@ fn write_verified(
     staging: &StagedPieces,
     piece: u32,
     buffer: AlignedBuf,
-    keep_for_readers: bool,
+    for_readers: bool,
 ) -> Verdict {
-    if let Err(e) = storage.write_piece(piece, &buffer) {
+    // A streaming reader will read this piece. With no room for it in
+    // memory (the reader lags, and the kept pieces are all still ahead of
+    // it), it goes through the page cache, where the reader finds it, not
+    // past it: read back from the device, at the device's pace while the
+    // download writes to it, the reader fell further behind until the
+    // download ended (seen: 640 of 1024 reads).
+    let keep = for_readers && storage.room_to_keep(piece);
+    let written = if for_readers && !keep {
+        storage.write_block(piece, 0, &buffer)
+    } else {
+        storage.write_piece(piece, &buffer)
+    };
+    if let Err(e) = written {
         return Verdict::WriteFailed {
             error: e.to_string(),
             buffer,
         };
     }
-    if keep_for_readers {
+    if keep {
         staging.detach(&buffer);
         for old in storage.keep_for_readers(piece, buffer) {
             staging.adopt(old);

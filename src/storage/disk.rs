@@ -392,6 +392,13 @@ impl Storage {
         self.recent.keep(piece, buffer)
     }
 
+    /// Is there room in memory to keep `piece` for readers (see
+    /// [`RecentPieces::would_keep`])?
+    pub fn room_to_keep(&self, piece: u32) -> bool {
+        let len = self.layout.piece_size(piece) as usize;
+        self.recent.would_keep(piece, len)
+    }
+
     /// The pieces kept for readers, to share with another `Storage` of the
     /// same torrent and data.
     pub fn kept_pieces(&self) -> Arc<RecentPieces> {

@@ -168,6 +168,18 @@ impl RecentPieces {
         Some(slice)
     }
 
+    /// Would [`keep`](Self::keep) keep `piece` (`len` bytes), not let it
+    /// go at once as the furthest of pieces no read has gone through?
+    pub fn would_keep(&self, piece: u32, len: usize) -> bool {
+        let pieces = lock(&self.pieces);
+        let held: usize = pieces.kept.iter().map(|k| k.buffer.len()).sum();
+        held + len <= self.cap
+            || pieces
+                .kept
+                .iter()
+                .any(|k| k.read_through || k.piece > piece)
+    }
+
     /// Is `piece` kept?
     pub fn contains(&self, piece: u32) -> bool {
         lock(&self.pieces).kept.iter().any(|k| k.piece == piece)
@@ -251,6 +263,21 @@ mod tests {
         r.keep(9, piece(9, 100));
         assert!(r.contains(5) && !r.contains(9));
         assert_eq!(r.held(), 200);
+    }
+
+    #[test]
+    fn room_to_keep_is_what_keep_would_do() {
+        let r = RecentPieces::new(200);
+        assert!(r.would_keep(7, 100), "room under the cap");
+        r.keep(3, piece(3, 100));
+        r.keep(5, piece(5, 100));
+        assert!(r.would_keep(4, 100), "piece 5 is further on: it would go");
+        assert!(!r.would_keep(6, 100), "piece 6 would go itself");
+        let out = r.keep(6, piece(6, 100));
+        assert!(out.len() == 1 && !r.contains(6));
+        // Once piece 3 is read through, it would go instead.
+        assert!(r.slice(300, 100, 100).is_some());
+        assert!(r.would_keep(6, 100));
     }
 
     #[test]
