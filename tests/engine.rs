@@ -204,12 +204,10 @@ fn slow_leecher(meta: &Metainfo, data: &Path) -> Engine {
     Engine::start(meta.clone(), c, logger()).unwrap()
 }
 
-/// Streaming from several peers: while a read waits on the first pieces,
-/// the pieces after them are fetched in order by every peer, not spread
-/// over the torrent rarest first (a reader would meet those only after the
-/// download, on disk).
-#[test]
-fn with_a_read_waiting_several_seeders_fetch_in_order() {
+/// The first `count` pieces a slow leecher verifies from three seeders of
+/// a 123-piece torrent, after a `files/` read of `piece` told it so
+/// (`pull`: the pieces the read pulls forward, as the filesystem asks).
+fn first_verified_after_a_read(piece: u32, pull: Vec<u32>, count: usize) -> Vec<u32> {
     let source_dir = tempfile::tempdir().unwrap();
     let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 4_000_000)]);
     let (meta, _) = common::torrent_of(&source, 32 * 1024);
@@ -221,13 +219,7 @@ fn with_a_read_waiting_several_seeders_fetch_in_order() {
     let handle = leecher.handle();
     let mut events = handle.subscribe();
     let verified = leecher.block_on(async {
-        // The reader's window, as a files/ read at offset 0 asks for it.
-        handle
-            .send(Command::Read {
-                piece: 0,
-                pull: (0..4).collect(),
-            })
-            .await;
+        handle.send(Command::Read { piece, pull }).await;
         for s in &seeders {
             handle
                 .send(Command::Connect(s.listen_addr().unwrap()))
@@ -235,11 +227,11 @@ fn with_a_read_waiting_several_seeders_fetch_in_order() {
         }
         let mut verified = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while verified.len() < 20 {
+        while verified.len() < count {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Ok(Ok(Event::Piece(p))) => verified.push(p),
                 Ok(_) => {}
-                Err(_) => panic!("20 pieces not verified in time: {verified:?}"),
+                Err(_) => panic!("{count} pieces not verified in time: {verified:?}"),
             }
         }
         verified
@@ -248,10 +240,33 @@ fn with_a_read_waiting_several_seeders_fetch_in_order() {
     for s in seeders {
         s.shutdown();
     }
+    verified
+}
+
+/// Streaming from several peers: while a read waits on the first pieces,
+/// the pieces after them are fetched in order by every peer, not spread
+/// over the torrent rarest first (a reader would meet those only after the
+/// download, on disk).
+#[test]
+fn with_a_read_waiting_several_seeders_fetch_in_order() {
+    // The reader's window, as a files/ read at offset 0 asks for it.
+    let verified = first_verified_after_a_read(0, (0..4).collect(), 20);
     // 123 pieces; picked rarest first (here: at random) past the window,
     // most of these would lie beyond 40.
     assert!(
         verified.iter().all(|&p| p < 40),
+        "the first pieces verified: {verified:?}"
+    );
+}
+
+/// A reader whose window holds nothing missing (the download got there
+/// first) still has the download go on in order from where it reads, not
+/// rarest first.
+#[test]
+fn a_reader_with_nothing_missing_ahead_still_gets_pieces_in_order() {
+    let verified = first_verified_after_a_read(60, Vec::new(), 20);
+    assert!(
+        verified.iter().all(|&p| (60..100).contains(&p)),
         "the first pieces verified: {verified:?}"
     );
 }

@@ -827,8 +827,9 @@ impl MainLoop {
         self.fill_all_requests().await;
     }
 
-    /// Once the download is over, the pieces kept for a reader go when it
-    /// stops reading them.
+    /// The pieces kept for a reader go once it has not read them for
+    /// [`STREAM_IDLE`] (called when no more are being kept: the download
+    /// is over, or nobody streams).
     fn forget_kept_pieces_unless_read(&self) {
         let kept = self.storage.kept_pieces();
         if kept.held() > 0 && kept.last_read().is_none_or(|t| t.elapsed() >= STREAM_IDLE) {
@@ -1629,15 +1630,15 @@ impl MainLoop {
             self.disconnect(id, format!("silent for {limit} s")).await;
         }
         self.banned.retain(|_, ban| ban.until > now);
-        if self.state != State::Downloading {
-            self.forget_kept_pieces_unless_read();
-        }
         if self
             .last_read
             .is_some_and(|t| now.duration_since(t) >= STREAM_IDLE)
         {
             self.last_read = None;
             self.picker.stop_streaming();
+        }
+        if self.state != State::Downloading || !self.picker.streaming() {
+            self.forget_kept_pieces_unless_read();
         }
         if self.pex_allowed() {
             self.send_pex(now);
