@@ -121,11 +121,17 @@ impl RecentPieces {
             let mut found = Vec::new();
             for p in first..=last {
                 match pieces.find(p) {
-                    Some(k) => {
-                        k.read_through |= end >= p * piece_length + k.buffer.len() as u64;
-                        found.push(k.buffer.clone());
-                    }
+                    Some(k) => found.push(k.buffer.clone()),
                     None => return false,
+                }
+            }
+            // Every piece is here: the read happens, and reaches the end of
+            // each but perhaps the last.
+            for (p, buffer) in (first..).zip(&found) {
+                if end >= p * piece_length + buffer.len() as u64 {
+                    if let Some(k) = pieces.find(p) {
+                        k.read_through = true;
+                    }
                 }
             }
             pieces.last_read = Some(Instant::now());
@@ -301,6 +307,11 @@ mod tests {
         assert!(r.last_read().is_some());
         r.forget_read();
         assert!(!r.contains(0) && r.contains(1));
+        // A read that reaches a piece not kept does not happen here, and
+        // marks nothing.
+        assert!(!r.read(150, &mut buf[..100], 100), "piece 2 is not kept");
+        r.forget_read();
+        assert!(r.contains(1));
         r.clear();
         assert!(!r.contains(1));
         assert_eq!(r.held(), 0);
