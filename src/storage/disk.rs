@@ -24,7 +24,7 @@ use crate::metainfo::Metainfo;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeptPieces {
     All,
-    /// Those a read has gone through to the end.
+    /// Those readers are done with (read to the end, or left behind).
     Read,
 }
 

@@ -8,8 +8,10 @@
 //! second copy). Keeping the last pieces' buffers here instead lets a read
 //! copy straight from them. A read of anything else goes to the data file.
 //!
-//! Up to a cap. Past it, a piece a read has gone through to its end goes
-//! first; if no such piece is kept, the one furthest into the torrent: a
+//! Up to a cap. Past it, a piece a reader is done with goes first (a read
+//! went through to its end, or came from a later piece: a reader that
+//! reads only part of each piece moves on all the same); if no such piece
+//! is kept, the one furthest into the torrent: a
 //! streaming reader will need it last, and the reads that get there can
 //! read it ahead from the device. (Dropping the oldest instead dropped the
 //! very piece a reader held up by a missing piece needed next, whenever the
@@ -26,8 +28,9 @@ use super::staging::AlignedBuf;
 struct Kept {
     piece: u32,
     buffer: Arc<AlignedBuf>,
-    /// A read reached the piece's end: the reader is done with it.
-    read_through: bool,
+    /// A read reached the piece's end, or one came from a later piece:
+    /// the reader is done with it.
+    passed: bool,
 }
 
 struct Pieces {
@@ -59,11 +62,22 @@ impl Pieces {
         self.kept.iter_mut().find(|k| k.piece as u64 == piece)
     }
 
+    /// A read from piece `first` up to byte `end` of the torrent happened
+    /// here: the pieces before `first`, and those it read to their end, are
+    /// passed.
+    fn reader_at(&mut self, first: u64, end: u64, piece_length: u64) {
+        for k in &mut self.kept {
+            let start = k.piece as u64 * piece_length;
+            k.passed |= (k.piece as u64) < first || end >= start + k.buffer.len() as u64;
+        }
+        self.last_read = Some(Instant::now());
+    }
+
     /// Which piece goes when over the cap (see the module's notes).
     fn victim(&self) -> Option<usize> {
         self.kept
             .iter()
-            .position(|k| k.read_through)
+            .position(|k| k.passed)
             .or_else(|| (0..self.kept.len()).max_by_key(|&i| self.kept[i].piece))
     }
 }
@@ -89,7 +103,7 @@ impl RecentPieces {
         pieces.kept.push_back(Kept {
             piece,
             buffer: Arc::new(buffer),
-            read_through: false,
+            passed: false,
         });
         let mut held: usize = pieces.kept.iter().map(|k| k.buffer.len()).sum();
         let mut out = Vec::new();
@@ -125,16 +139,8 @@ impl RecentPieces {
                     None => return false,
                 }
             }
-            // Every piece is here: the read happens, and reaches the end of
-            // each but perhaps the last.
-            for (p, buffer) in (first..).zip(&found) {
-                if end >= p * piece_length + buffer.len() as u64 {
-                    if let Some(k) = pieces.find(p) {
-                        k.read_through = true;
-                    }
-                }
-            }
-            pieces.last_read = Some(Instant::now());
+            // Every piece is here: the read happens.
+            pieces.reader_at(first, end, piece_length);
             found
         };
         // Copied outside the lock: the Arcs keep the buffers alive.
@@ -165,12 +171,11 @@ impl RecentPieces {
         if from + len > kept.buffer.len() {
             return None;
         }
-        kept.read_through |= from + len == kept.buffer.len();
         let slice = KeptSlice {
             buffer: kept.buffer.clone(),
             range: from..from + len,
         };
-        pieces.last_read = Some(Instant::now());
+        pieces.reader_at(piece, start + len as u64, piece_length);
         Some(slice)
     }
 
@@ -179,11 +184,7 @@ impl RecentPieces {
     pub fn would_keep(&self, piece: u32, len: usize) -> bool {
         let pieces = lock(&self.pieces);
         let held: usize = pieces.kept.iter().map(|k| k.buffer.len()).sum();
-        held + len <= self.cap
-            || pieces
-                .kept
-                .iter()
-                .any(|k| k.read_through || k.piece > piece)
+        held + len <= self.cap || pieces.kept.iter().any(|k| k.passed || k.piece > piece)
     }
 
     /// Is `piece` kept?
@@ -201,9 +202,9 @@ impl RecentPieces {
         lock(&self.pieces).last_read
     }
 
-    /// Lets the pieces go that reads have gone through.
+    /// Lets the pieces go that readers are done with.
     pub fn forget_read(&self) {
-        lock(&self.pieces).kept.retain(|k| !k.read_through);
+        lock(&self.pieces).kept.retain(|k| !k.passed);
     }
 
     /// Lets every kept piece go.
@@ -247,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn past_the_cap_a_piece_read_through_goes_first_then_the_furthest() {
+    fn past_the_cap_a_piece_passed_goes_first_then_the_furthest() {
         let r = RecentPieces::new(250);
         r.keep(5, piece(5, 100));
         r.keep(6, piece(6, 100));
@@ -287,6 +288,19 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_that_moves_on_is_done_with_the_pieces_behind_it() {
+        let r = RecentPieces::new(300);
+        for p in 0..3 {
+            r.keep(p, piece(p as u8, 100));
+        }
+        // The first bytes of piece 1 only: piece 0 is behind the reader,
+        // piece 1 is not read to its end.
+        assert!(r.slice(100, 10, 100).is_some());
+        r.forget_read();
+        assert!(!r.contains(0) && r.contains(1) && r.contains(2));
+    }
+
+    #[test]
     fn a_piece_in_use_is_let_go_but_not_reused() {
         let r = RecentPieces::new(150);
         r.keep(1, piece(1, 100));
@@ -297,7 +311,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_are_remembered_and_pieces_read_through_can_go() {
+    fn reads_are_remembered_and_pieces_passed_can_go() {
         let r = RecentPieces::new(1 << 20);
         r.keep(0, piece(0, 100));
         r.keep(1, piece(1, 100));
