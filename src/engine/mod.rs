@@ -536,3 +536,26 @@ impl Drop for Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PieceSet;
+
+    #[test]
+    fn a_piece_set_counts_each_piece_once_and_knows_when_it_is_full() {
+        let mut have = crate::storage::Bitfield::repeat(false, 3);
+        have.set(1, true);
+        let set = PieceSet::new(&have);
+        assert!(!set.is_full() && set.contains(1));
+        set.insert(0);
+        set.insert(0);
+        set.insert(7);
+        assert!(
+            !set.is_full(),
+            "0 twice and a piece past the end count once and not"
+        );
+        set.insert(2);
+        assert!(set.is_full() && set.contains_all(0..3));
+        assert_eq!(set.to_bitstring(), "111");
+    }
+}
