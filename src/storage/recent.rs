@@ -58,6 +58,11 @@ impl std::ops::Deref for KeptSlice {
 }
 
 impl Pieces {
+    /// Bytes of pieces kept.
+    fn held(&self) -> usize {
+        self.kept.iter().map(|k| k.buffer.len()).sum()
+    }
+
     fn find(&mut self, piece: u64) -> Option<&mut Kept> {
         self.kept.iter_mut().find(|k| k.piece as u64 == piece)
     }
@@ -105,7 +110,7 @@ impl RecentPieces {
             buffer: Arc::new(buffer),
             passed: false,
         });
-        let mut held: usize = pieces.kept.iter().map(|k| k.buffer.len()).sum();
+        let mut held = pieces.held();
         let mut out = Vec::new();
         while held > self.cap {
             let Some(gone) = pieces.victim().and_then(|i| pieces.kept.remove(i)) else {
@@ -180,11 +185,10 @@ impl RecentPieces {
     }
 
     /// Would [`keep`](Self::keep) keep `piece` (`len` bytes), not let it
-    /// go at once as the furthest of pieces no read has gone through?
+    /// go at once as the furthest of pieces no reader is done with?
     pub fn would_keep(&self, piece: u32, len: usize) -> bool {
         let pieces = lock(&self.pieces);
-        let held: usize = pieces.kept.iter().map(|k| k.buffer.len()).sum();
-        held + len <= self.cap || pieces.kept.iter().any(|k| k.passed || k.piece > piece)
+        pieces.held() + len <= self.cap || pieces.kept.iter().any(|k| k.passed || k.piece > piece)
     }
 
     /// Is `piece` kept?
@@ -194,7 +198,7 @@ impl RecentPieces {
 
     /// Bytes of pieces kept.
     pub fn held(&self) -> usize {
-        lock(&self.pieces).kept.iter().map(|k| k.buffer.len()).sum()
+        lock(&self.pieces).held()
     }
 
     /// When a read last found its bytes here.
