@@ -245,7 +245,13 @@ class Bench:
         # downloads (the warm-up reaches a third of each of 3 seeders'
         # pieces) would pay for it in CPU and time: 3 seeders used 3.5 s of
         # CPU for the first timed download, 2.1 s by the fourth.
-        env = dict(os.environ, LT_LISTEN_HOST=SRC_IP, LT_FULL_CHECK="1")
+        # Send buffers sized for a fast link (--seeder-send): with
+        # libtorrent's defaults a seeder queues 10 KiB for a peer in the
+        # connection's first second and at most 500 KiB after, and one
+        # seeder held swarmfs and rqbit alike to about 450 MB/s, however
+        # fast either could take it.
+        fast = "1" if self.args.seeder_send == "fast" else "0"
+        env = dict(os.environ, LT_LISTEN_HOST=SRC_IP, LT_FULL_CHECK="1", LT_FAST_SEND=fast)
         for i in range(n):
             logf = os.path.join(self.work, "seeder%d.log" % i)
             open(logf, "w").close()
@@ -634,7 +640,7 @@ class Bench:
         meta = machine_description()
         meta.update(command=" ".join(sys.argv), started=started.isoformat(timespec="seconds"),
                     size=args.size, piece_length=args.piece_length, files=args.files, rounds=args.rounds,
-                    versions=client_versions(self.rqbit))
+                    seeder_send=args.seeder_send, versions=client_versions(self.rqbit))
         with open(os.path.join(self.out, "results.json"), "w") as f:
             json.dump({"meta": meta, "summary": summary, "runs": self.runs, "extra": self.extra}, f, indent=1)
         with open(os.path.join(self.out, "runs.csv"), "w", newline="") as f:
@@ -800,6 +806,9 @@ def markdown(meta, summary, extra):
                  meta["os"], meta["kernel"]),
              "Torrent: %s of random data in %d file(s), %d KiB pieces; %d rounds, medians. Started %s." % (
                  human(meta["size"]), meta["files"], meta["piece_length"] // 1024, meta["rounds"], meta["started"]),
+             "Seeders: libtorrent, %s." % (
+                 "with its default send buffers" if meta.get("seeder_send") == "default" else
+                 "with send buffers sized for a fast link (those of its high_performance_seed preset)"),
              "", "Command: `%s`" % meta["command"], "",
              "| seeders | client | wall s | MB/s | CPU s | CPU s/GiB | peak RSS MiB | swarmfs time / this |",
              "|---|---|---|---|---|---|---|---|"]
@@ -883,6 +892,10 @@ def main():
     p.add_argument("--files", type=int, default=1, help="number of files (default 1)")
     p.add_argument("--seeders", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3],
                    help="seeder counts to run, e.g. 1,3 (default)")
+    p.add_argument("--seeder-send", choices=["fast", "default"], default="fast",
+                   help="the seeders' send buffers: sized for a fast link as in libtorrent's "
+                        "high_performance_seed preset (default), or libtorrent's defaults, under which one "
+                        "seeder caps every client alike (see docs/performance.md)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per client (default 3)")
     p.add_argument("--clients", type=lambda s: s.split(","), default=list(ALL_CLIENTS),
                    help="comma-separated, from %s (default all)" % ",".join(ALL_CLIENTS))

@@ -7,6 +7,10 @@ usage: lt_peer.py seed|leech TORRENT DATA_DIR PORT [TIMEOUT_SECONDS] [PEER_HOST:
 It listens on 127.0.0.1, or on the address in LT_LISTEN_HOST (e.g. ::1).
 With LT_NO_TRACKERS=1 it ignores the torrent's trackers (peers given only).
 With LT_KEEP_SEEDING=1 a leecher goes on seeding once complete, until killed.
+With LT_FAST_SEND=1 its send buffers are sized for a fast link, as in
+libtorrent's high_performance_seed preset (by default libtorrent queues 10
+KiB for a peer in the connection's first second, then half a second of its
+rate up to 500 KiB, so one seeder caps every downloader alike).
 A seeder trusts its data and hashes each piece the first time a peer asks
 for it (libtorrent's seed mode); with LT_FULL_CHECK=1 it hashes all of it
 before it is ready instead, so that no download from it pays for that.
@@ -58,6 +62,10 @@ def main():
         "announce_to_all_trackers": True,
         "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
     }
+    if os.environ.get("LT_FAST_SEND") == "1":
+        preset = lt.high_performance_seed()
+        for key in ("send_buffer_low_watermark", "send_buffer_watermark", "send_buffer_watermark_factor"):
+            settings[key] = preset[key]
     session = lt.session(settings)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
