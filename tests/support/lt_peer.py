@@ -7,6 +7,9 @@ usage: lt_peer.py seed|leech TORRENT DATA_DIR PORT [TIMEOUT_SECONDS] [PEER_HOST:
 It listens on 127.0.0.1, or on the address in LT_LISTEN_HOST (e.g. ::1).
 With LT_NO_TRACKERS=1 it ignores the torrent's trackers (peers given only).
 With LT_KEEP_SEEDING=1 a leecher goes on seeding once complete, until killed.
+With LT_TCP_ONLY=1 it makes and takes no uTP connections (libtorrent prefers
+uTP for the connections it makes, and over uTP it downloaded at 15 to 25
+MB/s where TCP gave 340 MB/s).
 With LT_FAST_SEND=1 its send buffers are sized for a fast link, as in
 libtorrent's high_performance_seed preset (by default libtorrent queues 10
 KiB for a peer in the connection's first second, then half a second of its
@@ -62,6 +65,8 @@ def main():
         "announce_to_all_trackers": True,
         "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
     }
+    if os.environ.get("LT_TCP_ONLY") == "1":
+        settings.update(enable_outgoing_utp=False, enable_incoming_utp=False)
     if os.environ.get("LT_FAST_SEND") == "1":
         preset = lt.high_performance_seed()
         for key in ("send_buffer_low_watermark", "send_buffer_watermark", "send_buffer_watermark_factor"):
