@@ -78,6 +78,28 @@ impl Pieces {
         self.last_read = Some(Instant::now());
     }
 
+    /// Would `piece` (`len` bytes), kept now, still be here once the pieces
+    /// over `cap` went, in [`victim`](Self::victim)'s order: those passed,
+    /// then the furthest on? Letting one go may not free enough (a short
+    /// last piece), so the order is walked, not just its head.
+    fn would_stay(&self, piece: u32, len: usize, cap: usize) -> bool {
+        // `keep` replaces a copy of `piece` already kept.
+        let others = || self.kept.iter().filter(|k| k.piece != piece);
+        let mut held = others().map(|k| k.buffer.len()).sum::<usize>() + len;
+        if held <= cap {
+            return true;
+        }
+        let mut further: Vec<&Kept> = others().filter(|k| !k.passed && k.piece > piece).collect();
+        further.sort_by_key(|k| std::cmp::Reverse(k.piece));
+        for k in others().filter(|k| k.passed).chain(further) {
+            if held <= cap {
+                return true;
+            }
+            held -= k.buffer.len();
+        }
+        held <= cap
+    }
+
     /// Which piece goes when over the cap (see the module's notes).
     fn victim(&self) -> Option<usize> {
         self.kept
@@ -185,10 +207,9 @@ impl RecentPieces {
     }
 
     /// Would [`keep`](Self::keep) keep `piece` (`len` bytes), not let it
-    /// go at once as the furthest of pieces no reader is done with?
+    /// go as the furthest of pieces no reader is done with?
     pub fn would_keep(&self, piece: u32, len: usize) -> bool {
-        let pieces = lock(&self.pieces);
-        pieces.held() + len <= self.cap || pieces.kept.iter().any(|k| k.passed || k.piece > piece)
+        lock(&self.pieces).would_stay(piece, len, self.cap)
     }
 
     /// Is `piece` kept?
@@ -289,6 +310,31 @@ mod tests {
         // Once piece 3 is read through, it would go instead.
         assert!(r.slice(300, 100, 100).is_some());
         assert!(r.would_keep(6, 100));
+    }
+
+    #[test]
+    fn room_to_keep_counts_every_piece_keep_would_let_go() {
+        // Pieces of 100 bytes, the last (9) of 30; a cap of 250. Piece 9 is
+        // read to its end before pieces 4 and 5 come.
+        let kept_after_a_read_of_9 = || {
+            let r = RecentPieces::new(250);
+            r.keep(9, piece(9, 30));
+            assert!(r.slice(900, 30, 100).is_some());
+            r.keep(4, piece(4, 100));
+            r.keep(5, piece(5, 100));
+            r
+        };
+        // Letting piece 9 go frees 30 bytes, not enough: piece 6 would go
+        // next, as the furthest of the rest.
+        let r = kept_after_a_read_of_9();
+        assert!(!r.would_keep(6, 100));
+        assert_eq!(r.keep(6, piece(6, 100)).len(), 2);
+        assert!(!r.contains(6) && !r.contains(9));
+        // Piece 3 stays: piece 5 goes after piece 9.
+        let r = kept_after_a_read_of_9();
+        assert!(r.would_keep(3, 100));
+        assert_eq!(r.keep(3, piece(3, 100)).len(), 2);
+        assert!(r.contains(3) && r.contains(4) && !r.contains(5));
     }
 
     #[test]
