@@ -49,13 +49,15 @@ pub const DISK_RETRY: Duration = Duration::from_secs(30);
 /// Requests we keep outstanding at a peer: at least / at most.
 const MIN_PIPELINE: usize = 16;
 const MAX_PIPELINE: usize = 1000;
-/// While a read waits (someone streams), the bytes requested from all peers
-/// at once, at most. Each peer serves its requests in order, so pieces
-/// handed out in order to several peers finish up to their pipelines apart:
-/// with a second's worth at each (16 MiB here), the pieces after the one a
-/// reader waits on outran the pieces kept in memory for it
-/// ([`crate::storage::disk::RECENT_CAP`]) and the reader read them back from
-/// a disk busy with the download's writes. A quarter of that keeps them in.
+/// While a read waits (someone streams) and several peers send, the bytes
+/// requested from all of them at once, at most. Each peer serves its
+/// requests in order, so pieces handed out in order to several peers finish
+/// up to their pipelines apart: with a second's worth at each (16 MiB
+/// here), the pieces after the one a reader waits on outran the pieces kept
+/// in memory for it ([`crate::storage::disk::RECENT_CAP`]) and the reader
+/// read them back from a disk busy with the download's writes. A quarter of
+/// that keeps them in. One peer alone delivers in the order asked, so it
+/// keeps its full pipeline (see [`streaming_depth`]).
 const STREAMING_IN_FLIGHT: usize = crate::storage::disk::RECENT_CAP / 4;
 /// Connect and handshake must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1398,7 +1400,7 @@ impl MainLoop {
                 .values()
                 .filter(|p| p.am_interested && !p.peer_choking)
                 .count();
-            depth.min(streaming_depth(sending))
+            streaming_depth(depth, sending)
         } else {
             depth
         };
@@ -1984,9 +1986,17 @@ impl RateWindow {
 }
 
 /// Requests to keep outstanding at each of `sending` peers while a read
-/// waits: they share [`STREAMING_IN_FLIGHT`].
-fn streaming_depth(sending: usize) -> usize {
-    (STREAMING_IN_FLIGHT / crate::wire::MAX_BLOCK as usize / sending.max(1)).max(MIN_PIPELINE)
+/// waits, for a peer whose own pipeline would be `depth`: several peers
+/// share [`STREAMING_IN_FLIGHT`]. A peer sending alone keeps `depth`: it
+/// serves its requests in order, so its pieces arrive in the order the
+/// reader reads them whatever the depth, and capping it only left both
+/// ends idle (1 GiB from one seeder: 0.83 of the plain download's speed
+/// with the cap, 0.90 without, over 10 pairs).
+fn streaming_depth(depth: usize, sending: usize) -> usize {
+    if sending <= 1 {
+        return depth;
+    }
+    depth.min((STREAMING_IN_FLIGHT / crate::wire::MAX_BLOCK as usize / sending).max(MIN_PIPELINE))
 }
 
 #[cfg(test)]
@@ -1996,14 +2006,25 @@ mod tests {
 
     #[test]
     fn peers_streaming_share_a_budget_of_requests() {
-        for sending in 1..=8 {
-            let bytes = streaming_depth(sending) * sending * MAX_BLOCK as usize;
+        let full = 1000;
+        for sending in 2..=8 {
+            let bytes = streaming_depth(full, sending) * sending * MAX_BLOCK as usize;
             assert!(bytes <= STREAMING_IN_FLIGHT, "{sending} peers: {bytes}");
             assert!(bytes > STREAMING_IN_FLIGHT - sending * MAX_BLOCK as usize);
         }
         // Among many peers, each still keeps a pipeline worth the name.
-        assert_eq!(streaming_depth(1000), MIN_PIPELINE);
-        assert_eq!(streaming_depth(0), streaming_depth(1));
+        assert_eq!(streaming_depth(full, 1000), MIN_PIPELINE);
+        // A share never raises a peer's own, smaller, pipeline.
+        assert_eq!(streaming_depth(MIN_PIPELINE, 2), MIN_PIPELINE);
+    }
+
+    #[test]
+    fn a_peer_streaming_alone_keeps_its_pipeline() {
+        for depth in [MIN_PIPELINE, 600, 1000] {
+            assert_eq!(streaming_depth(depth, 1), depth);
+            // Nobody else unchoked us: the peer asking is the one sending.
+            assert_eq!(streaming_depth(depth, 0), depth);
+        }
     }
 
     #[test]
