@@ -59,8 +59,9 @@ const MAX_PIPELINE: usize = 1000;
 /// that keeps most of them in (3 seeders: 110 to 190 MiB of a GiB read
 /// back). A quarter kept more in (50 to 110 MiB) but left the pipelines
 /// short of what fast peers send: 0.82 to 0.88 of the plain download's
-/// speed against 0.87 to 0.89 with half, in three runs of 8 to 12 pairs. One peer alone delivers in the order asked, so it
-/// keeps its full pipeline (see [`streaming_depth`]).
+/// speed against 0.87 to 0.89 with half, in three runs of 8 to 12 pairs.
+/// One peer alone delivers in the order asked, so it keeps its full
+/// pipeline (see [`streaming_depth`]).
 const STREAMING_IN_FLIGHT: usize = crate::storage::disk::RECENT_CAP / 2;
 /// Connect and handshake must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
