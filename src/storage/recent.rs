@@ -79,34 +79,38 @@ impl Pieces {
     }
 
     /// Would `piece` (`len` bytes), kept now, still be here once the pieces
-    /// over `cap` went, in [`victim`](Self::victim)'s order: those passed,
-    /// then the furthest on? Letting one go may not free enough (a short
-    /// last piece), so the order is walked, not just its head.
+    /// over `cap` went (see [`over_cap`])?
     fn would_stay(&self, piece: u32, len: usize, cap: usize) -> bool {
-        // `keep` replaces a copy of `piece` already kept.
-        let others = || self.kept.iter().filter(|k| k.piece != piece);
-        let mut held = others().map(|k| k.buffer.len()).sum::<usize>() + len;
-        if held <= cap {
-            return true;
-        }
-        let mut further: Vec<&Kept> = others().filter(|k| !k.passed && k.piece > piece).collect();
-        further.sort_by_key(|k| std::cmp::Reverse(k.piece));
-        for k in others().filter(|k| k.passed).chain(further) {
-            if held <= cap {
-                return true;
-            }
-            held -= k.buffer.len();
-        }
-        held <= cap
-    }
-
-    /// Which piece goes when over the cap (see the module's notes).
-    fn victim(&self) -> Option<usize> {
-        self.kept
+        // As `keep` would hold them: a copy of `piece` replaced, `piece` last.
+        let mut sizes: Vec<(u32, usize, bool)> = self
+            .kept
             .iter()
-            .position(|k| k.passed)
-            .or_else(|| (0..self.kept.len()).max_by_key(|&i| self.kept[i].piece))
+            .filter(|k| k.piece != piece)
+            .map(|k| (k.piece, k.buffer.len(), k.passed))
+            .collect();
+        sizes.push((piece, len, false));
+        !over_cap(&sizes, cap).contains(&(sizes.len() - 1))
     }
+}
+
+/// The pieces (`(piece, bytes, passed)`, oldest first) that go, in the
+/// order they go, until the rest fit in `cap` bytes: those a reader is done
+/// with, oldest first, then the furthest on (see the module's notes).
+/// Letting one go may not free enough (a short last piece), so this walks
+/// on until the rest fit.
+fn over_cap(kept: &[(u32, usize, bool)], cap: usize) -> Vec<usize> {
+    let mut held: usize = kept.iter().map(|&(_, len, _)| len).sum();
+    let mut further: Vec<usize> = (0..kept.len()).filter(|&i| !kept[i].2).collect();
+    further.sort_by_key(|&i| std::cmp::Reverse(kept[i].0));
+    let mut gone = Vec::new();
+    for i in (0..kept.len()).filter(|&i| kept[i].2).chain(further) {
+        if held <= cap {
+            break;
+        }
+        held -= kept[i].1;
+        gone.push(i);
+    }
+    gone
 }
 
 impl RecentPieces {
@@ -132,15 +136,21 @@ impl RecentPieces {
             buffer: Arc::new(buffer),
             passed: false,
         });
-        let mut held = pieces.held();
+        let sizes: Vec<(u32, usize, bool)> = pieces
+            .kept
+            .iter()
+            .map(|k| (k.piece, k.buffer.len(), k.passed))
+            .collect();
+        let mut gone = over_cap(&sizes, self.cap);
+        // Removed from the back, so that the indices before stay valid.
+        gone.sort_unstable_by(|a, b| b.cmp(a));
         let mut out = Vec::new();
-        while held > self.cap {
-            let Some(gone) = pieces.victim().and_then(|i| pieces.kept.remove(i)) else {
-                break;
+        for i in gone {
+            let Some(k) = pieces.kept.remove(i) else {
+                continue;
             };
-            held -= gone.buffer.len();
             // A read copying from it keeps it alive until it is done.
-            if let Ok(buffer) = Arc::try_unwrap(gone.buffer) {
+            if let Ok(buffer) = Arc::try_unwrap(k.buffer) {
                 out.push(buffer);
             }
         }
