@@ -704,8 +704,9 @@ def is_mounted(path):
     path = os.path.realpath(path)
     try:
         with open("/proc/self/mounts") as f:
-            # Spaces and the like are octal-escaped in the table.
-            return any(line.split()[1].encode().decode("unicode_escape") == path for line in f if line.strip())
+            # Spaces and the like are octal-escaped (\040) in the table.
+            return any(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[1]) == path
+                       for line in f if line.strip())
     except OSError:
         return False
 
