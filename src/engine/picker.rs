@@ -353,34 +353,56 @@ impl Picker {
                 return after;
             }
         }
-        let random_first = self.have_count < RANDOM_FIRST_PIECES;
-        // One pass: the least available candidate (any candidate in random-
-        // first mode), ties broken uniformly by reservoir sampling.
-        let mut best: Option<u32> = None;
-        let mut best_availability = u32::MAX;
-        let mut ties = 0u64;
-        for p in pieces.iter_ones() {
-            let p = p as u32;
-            if !unclaimed(p) {
-                continue;
-            }
-            let availability = if random_first {
-                0
-            } else {
-                self.availability[p as usize]
-            };
-            if availability < best_availability {
-                best_availability = availability;
-                best = Some(p);
-                ties = 1;
-            } else if availability == best_availability {
-                ties += 1;
-                if self.rng.next_u64() % ties == 0 {
-                    best = Some(p);
-                }
+        self.rarest_unclaimed(pieces)
+    }
+
+    /// A piece `pieces` has that is neither had nor taken: the least
+    /// available (any, in random-first mode), ties broken uniformly.
+    fn rarest_unclaimed(&mut self, pieces: &Bitfield) -> Option<u32> {
+        // The candidates as a mask made a byte at a time. This runs for
+        // every new piece, over every piece: testing each one against
+        // `have` and `partial` made a download quadratic in its piece count
+        // (3% of swarmfs's CPU for 1 GiB in 1024 pieces, four times that a
+        // GiB for 4 GiB).
+        let mut mask: Vec<u8> = pieces
+            .as_raw_slice()
+            .iter()
+            .zip(self.have.as_raw_slice())
+            .map(|(p, h)| p & !h)
+            .collect();
+        for &p in self.partial.keys() {
+            if let Some(byte) = mask.get_mut(p as usize / 8) {
+                *byte &= !(0x80 >> (p % 8));
             }
         }
-        best
+        let count = self.geometry.piece_count as usize;
+        let random_first = self.have_count < RANDOM_FIRST_PIECES;
+        let availability = |p: usize| {
+            if random_first {
+                0
+            } else {
+                self.availability[p]
+            }
+        };
+        let mut least = u32::MAX;
+        let mut ties = 0u64;
+        for p in ones(&mask, count) {
+            let a = availability(p);
+            if a < least {
+                least = a;
+                ties = 1;
+            } else if a == least {
+                ties += 1;
+            }
+        }
+        if ties == 0 {
+            return None;
+        }
+        let chosen = (self.rng.next_u64() % ties) as usize;
+        let piece = ones(&mask, count)
+            .filter(|&p| availability(p) == least)
+            .nth(chosen);
+        piece.map(|p| p as u32)
     }
 
     fn block_mut(&mut self, block: BlockRef) -> Option<&mut Block> {
@@ -458,6 +480,26 @@ impl Picker {
             .map(|(&i, _)| i)
             .collect()
     }
+}
+
+/// The indices below `len` of the bits set in `mask` (most significant
+/// bit first, as in a [`Bitfield`]), in order.
+fn ones(mask: &[u8], len: usize) -> impl Iterator<Item = usize> + '_ {
+    mask.iter()
+        .enumerate()
+        .filter(|&(_, &byte)| byte != 0)
+        .flat_map(|(i, &byte)| {
+            let mut rest = byte;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let bit = rest.leading_zeros() as usize;
+                rest &= !(0x80 >> bit);
+                Some(i * 8 + bit)
+            })
+        })
+        .take_while(move |&p| p < len)
 }
 
 fn block_ref(piece: u32, index: usize, piece_size: u64) -> BlockRef {

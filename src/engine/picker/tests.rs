@@ -307,3 +307,59 @@ fn availability_follows_peers() {
     p.remove_peer(5, &bits(&[1, 2]));
     assert_eq!((p.availability(1), p.availability(2)), (0, 1));
 }
+
+#[test]
+fn ones_lists_set_bits_in_order_below_the_length() {
+    assert_eq!(
+        ones(&[0b1010_0000, 0, 0xff], 20).collect::<Vec<_>>(),
+        vec![0, 2, 16, 17, 18, 19]
+    );
+    assert_eq!(ones(&[0x80, 0x01], 15).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(ones(&[], 8).count(), 0);
+}
+
+#[test]
+fn every_piece_is_picked_once_when_the_count_is_not_a_multiple_of_eight() {
+    // 13 pieces: the bitfields' last byte has 3 bits past the end, set by
+    // `repeat(true, ..)`; none of them may be picked.
+    let g = Geometry {
+        piece_count: 13,
+        piece_length: 16384,
+        total_length: 13 * 16384,
+    };
+    let all = Bitfield::repeat(true, 13);
+    let mut p = Picker::new(g, Bitfield::repeat(false, 13), 7);
+    p.add_peer_pieces(&all);
+    let mut picked = Vec::new();
+    loop {
+        let got = p.pick(1, &all, 1);
+        if got.is_empty() || p.is_complete() {
+            break;
+        }
+        picked.extend(pieces_of(&got));
+        complete(&mut p, 1, &got);
+    }
+    picked.sort_unstable();
+    assert_eq!(picked, (0..13).collect::<Vec<u32>>());
+    assert!(p.is_complete());
+}
+
+#[test]
+fn ties_among_the_rarest_are_broken_at_random() {
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..60 {
+        let mut p = Picker::new(G, bits(&[]), seed);
+        // Pieces 1, 3 and 6 are held by one peer, the rest by two.
+        p.add_peer_pieces(&all());
+        p.add_peer_pieces(&bits(&[0, 2, 4, 5, 7]));
+        // Past the random start: four of the common pieces are had.
+        for piece in [0, 2, 4, 5] {
+            p.make_urgent([piece]);
+            let got = p.pick(9, &all(), 4);
+            complete(&mut p, 9, &got);
+        }
+        let got = p.pick(1, &all(), 1);
+        seen.insert(got[0].piece);
+    }
+    assert_eq!(seen, [1, 3, 6].into_iter().collect());
+}
