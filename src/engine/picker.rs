@@ -32,10 +32,74 @@ pub const ENDGAME_REQUESTERS: usize = 3;
 const OVERTAKEN_BY: usize = 4;
 const OVERTAKE_SPAN: usize = 32;
 
+/// The peers a block is requested from: one nearly always, a few in
+/// endgame or a rescue. One is held without an allocation: a `Vec` here
+/// and in the piecekeeper cost a `malloc` and a `free` each for every
+/// 16 KiB block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requesters {
+    One(PeerId),
+    Many(Vec<PeerId>),
+}
+
+impl Requesters {
+    pub fn contains(&self, peer: PeerId) -> bool {
+        match self {
+            Requesters::One(p) => *p == peer,
+            Requesters::Many(peers) => peers.contains(&peer),
+        }
+    }
+
+    /// Is `peer` the only one?
+    pub fn is_only(&self, peer: PeerId) -> bool {
+        match self {
+            Requesters::One(p) => *p == peer,
+            Requesters::Many(peers) => peers[..] == [peer],
+        }
+    }
+
+    /// How many (never none: an entry with none is dropped).
+    pub fn count(&self) -> usize {
+        match self {
+            Requesters::One(_) => 1,
+            Requesters::Many(peers) => peers.len(),
+        }
+    }
+
+    /// Adds `peer` (the caller knows it is not there yet).
+    pub fn push(&mut self, peer: PeerId) {
+        match self {
+            Requesters::One(p) => *self = Requesters::Many(vec![*p, peer]),
+            Requesters::Many(peers) => peers.push(peer),
+        }
+    }
+
+    /// Takes `peer` out; true if nobody is left, and the caller must then
+    /// drop the whole entry.
+    pub fn remove(&mut self, peer: PeerId) -> bool {
+        match self {
+            Requesters::One(p) => *p == peer,
+            Requesters::Many(peers) => {
+                peers.retain(|&p| p != peer);
+                peers.is_empty()
+            }
+        }
+    }
+
+    /// The peers other than `peer`.
+    pub fn others(&self, peer: PeerId) -> Vec<PeerId> {
+        match self {
+            Requesters::One(p) if *p == peer => Vec::new(),
+            Requesters::One(p) => vec![*p],
+            Requesters::Many(peers) => peers.iter().copied().filter(|&p| p != peer).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Block {
     Missing,
-    Requested(Vec<PeerId>),
+    Requested(Requesters),
     Received(PeerId),
 }
 
@@ -170,8 +234,7 @@ impl Picker {
             }
             for block in &mut partial.blocks {
                 if let Block::Requested(peers) = block {
-                    peers.retain(|&p| p != peer);
-                    if peers.is_empty() {
+                    if peers.remove(peer) {
                         *block = Block::Missing;
                     }
                 }
@@ -181,10 +244,11 @@ impl Picker {
 
     /// A request to `peer` was withdrawn (cancelled or rejected).
     pub fn withdraw(&mut self, peer: PeerId, block: BlockRef) {
-        if let Some(Block::Requested(peers)) = self.block_mut(block) {
-            peers.retain(|&p| p != peer);
-            if peers.is_empty() {
-                *self.block_mut(block).expect("just seen") = Block::Missing;
+        if let Some(slot) = self.block_mut(block) {
+            if let Block::Requested(peers) = slot {
+                if peers.remove(peer) {
+                    *slot = Block::Missing;
+                }
             }
         }
     }
@@ -278,9 +342,9 @@ impl Picker {
                 break;
             }
             match block {
-                Block::Missing => *block = Block::Requested(vec![peer]),
+                Block::Missing => *block = Block::Requested(Requesters::One(peer)),
                 // Owed by the owner alone: not by an earlier rescuer.
-                Block::Requested(peers) if owner.is_some_and(|o| peers[..] == [o]) => {
+                Block::Requested(peers) if owner.is_some_and(|o| peers.is_only(o)) => {
                     peers.push(peer)
                 }
                 _ => continue,
@@ -300,7 +364,7 @@ impl Picker {
                 break;
             }
             if *block == Block::Missing {
-                *block = Block::Requested(vec![peer]);
+                *block = Block::Requested(Requesters::One(peer));
                 out.push(block_ref(piece, i, size));
             }
         }
@@ -317,7 +381,7 @@ impl Picker {
                     return;
                 }
                 if let Block::Requested(peers) = block {
-                    if !peers.contains(&peer) && peers.len() < ENDGAME_REQUESTERS {
+                    if !peers.contains(peer) && peers.count() < ENDGAME_REQUESTERS {
                         peers.push(peer);
                         out.push(block_ref(piece, i, size));
                     }
@@ -429,7 +493,7 @@ impl Picker {
         let cancel = match slot {
             Block::Received(_) => return None,
             Block::Missing => Vec::new(),
-            Block::Requested(peers) => peers.iter().copied().filter(|&p| p != peer).collect(),
+            Block::Requested(peers) => peers.others(peer),
         };
         *slot = Block::Received(peer);
         let partial = self.partial.get_mut(&block.piece)?;

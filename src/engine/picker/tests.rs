@@ -363,3 +363,22 @@ fn ties_among_the_rarest_are_broken_at_random() {
     }
     assert_eq!(seen, [1, 3, 6].into_iter().collect());
 }
+
+#[test]
+fn requesters_hold_one_peer_or_several() {
+    let mut r = Requesters::One(1);
+    assert!(r.contains(1) && r.is_only(1) && !r.contains(2));
+    assert_eq!((r.count(), r.others(1), r.others(2)), (1, vec![], vec![1]));
+    r.push(2);
+    r.push(3);
+    assert_eq!(r, Requesters::Many(vec![1, 2, 3]));
+    assert!(!r.is_only(1) && r.contains(3));
+    assert_eq!(r.others(2), vec![1, 3]);
+    assert!(!r.remove(1), "2 and 3 are left");
+    assert!(!r.remove(9), "not there");
+    assert!(!r.remove(2));
+    assert!(r.is_only(3));
+    assert!(r.remove(3), "nobody is left");
+    assert!(!Requesters::One(1).remove(2));
+    assert!(Requesters::One(1).remove(1));
+}
