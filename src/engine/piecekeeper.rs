@@ -98,12 +98,14 @@ impl Piecekeeper {
 
     /// Should this block from `peer` be written? At most one `true` per registration.
     pub fn check(&self, peer: PeerId, block: BlockRef) -> bool {
-        let mut table = self.table();
-        let wanted = table.get(&block).is_some_and(|p| p.contains(peer));
-        if wanted {
-            table.remove(&block);
+        // One lookup for the test and the removal.
+        match self.table().entry(block) {
+            Entry::Occupied(slot) if slot.get().contains(peer) => {
+                slot.remove();
+                true
+            }
+            _ => false,
         }
-        wanted
     }
 }
 
