@@ -70,17 +70,20 @@ impl Drop for AlignedBuf {
 
 impl AlignedBuf {
     pub fn zeroed(len: usize) -> AlignedBuf {
-        let mut storage = vec![0u8; len + ALIGN].into_boxed_slice();
+        let storage = vec![0u8; len + ALIGN].into_boxed_slice();
         let start = storage.as_ptr().align_offset(ALIGN).min(ALIGN);
         let footprint = storage.len();
+        // The buffer's pointer comes from the raw allocation, not from the
+        // Box before it is given up.
+        let raw = Box::into_raw(storage);
         // SAFETY: `start <= ALIGN`, within the `len + ALIGN` bytes.
-        let ptr = unsafe { storage.as_mut_ptr().add(start) };
+        let ptr = unsafe { raw.cast::<u8>().add(start) };
         AlignedBuf {
             ptr,
             cap: footprint - start,
             len,
             footprint,
-            memory: Memory::Heap(Box::into_raw(storage)),
+            memory: Memory::Heap(raw),
         }
     }
 
