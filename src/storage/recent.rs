@@ -78,16 +78,20 @@ impl Pieces {
         self.last_read = Some(Instant::now());
     }
 
+    /// The kept pieces as [`over_cap`] takes them: `(piece, bytes, passed)`,
+    /// oldest first.
+    fn sizes(&self) -> impl Iterator<Item = (u32, usize, bool)> + '_ {
+        self.kept
+            .iter()
+            .map(|k| (k.piece, k.buffer.len(), k.passed))
+    }
+
     /// Would `piece` (`len` bytes), kept now, still be here once the pieces
     /// over `cap` went (see [`over_cap`])?
     fn would_stay(&self, piece: u32, len: usize, cap: usize) -> bool {
         // As `keep` would hold them: a copy of `piece` replaced, `piece` last.
-        let mut sizes: Vec<(u32, usize, bool)> = self
-            .kept
-            .iter()
-            .filter(|k| k.piece != piece)
-            .map(|k| (k.piece, k.buffer.len(), k.passed))
-            .collect();
+        let mut sizes: Vec<(u32, usize, bool)> =
+            self.sizes().filter(|&(p, _, _)| p != piece).collect();
         sizes.push((piece, len, false));
         !over_cap(&sizes, cap).contains(&(sizes.len() - 1))
     }
@@ -136,11 +140,7 @@ impl RecentPieces {
             buffer: Arc::new(buffer),
             passed: false,
         });
-        let sizes: Vec<(u32, usize, bool)> = pieces
-            .kept
-            .iter()
-            .map(|k| (k.piece, k.buffer.len(), k.passed))
-            .collect();
+        let sizes: Vec<(u32, usize, bool)> = pieces.sizes().collect();
         let mut gone = over_cap(&sizes, self.cap);
         // Removed from the back, so that the indices before stay valid.
         gone.sort_unstable_by(|a, b| b.cmp(a));

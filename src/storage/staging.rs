@@ -61,7 +61,7 @@ unsafe impl Sync for AlignedBuf {}
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         if let Memory::Heap(raw) = self.memory {
-            // SAFETY: `raw` came from `Box::into_raw` in `heap` and is
+            // SAFETY: `raw` came from `Box::into_raw` in `zeroed` and is
             // dropped once, here.
             drop(unsafe { Box::from_raw(raw) });
         }
