@@ -31,6 +31,8 @@ pub const ALIGN: usize = 4096;
 const CHUNKED_FROM: usize = 512 << 10;
 /// The size of a huge page on x86-64 and most arm64 kernels.
 const HUGE: usize = 2 << 20;
+/// Buffers kept in the pool for reuse, at most (within the cap).
+const MAX_POOLED: usize = 64;
 
 /// A zeroed byte buffer whose first byte is [`ALIGN`]-aligned.
 pub struct AlignedBuf {
@@ -381,12 +383,18 @@ impl StagedPieces {
         // The rest of its chunk waits in the pool for the next pieces, as
         // far as the cap allows.
         for spare in batch {
-            if table.pool.len() < 64 && table.bytes + spare.footprint() <= self.cap {
-                table.bytes += spare.footprint();
-                table.pool.push(spare);
-            }
+            self.pool_if_room(table, spare);
         }
         Some(buffer)
+    }
+
+    /// Pools `buffer`, not yet counted against the cap, if the cap and
+    /// [`MAX_POOLED`] allow; otherwise it is freed.
+    fn pool_if_room(&self, table: &mut Table, buffer: AlignedBuf) {
+        if table.pool.len() < MAX_POOLED && table.bytes + buffer.footprint() <= self.cap {
+            table.bytes += buffer.footprint();
+            table.pool.push(buffer);
+        }
     }
 
     /// Ends this round of `piece`: its buffer and hash so far if it was
@@ -454,7 +462,7 @@ impl StagedPieces {
     pub fn give_back(&self, buffer: AlignedBuf) {
         let mut table = lock(&self.table);
         let capacity = buffer.footprint();
-        if table.pool.len() < 64 && capacity <= self.cap {
+        if table.pool.len() < MAX_POOLED && capacity <= self.cap {
             table.pool.push(buffer);
         } else {
             table.bytes = table.bytes.saturating_sub(capacity);
@@ -470,11 +478,7 @@ impl StagedPieces {
 
     /// Takes a buffer that was detached into the pool, if the cap allows.
     pub fn adopt(&self, buffer: AlignedBuf) {
-        let mut table = lock(&self.table);
-        if table.pool.len() < 64 && table.bytes + buffer.footprint() <= self.cap {
-            table.bytes += buffer.footprint();
-            table.pool.push(buffer);
-        }
+        self.pool_if_room(&mut lock(&self.table), buffer);
     }
 
     /// Frees the pooled buffers (the download is over, or paused).
