@@ -489,8 +489,13 @@ class Bench:
         # checked against the source through the same open file.
         shutil.rmtree(run_dir, ignore_errors=True)
         proc, mnt, prefix, started, _ = self.mount_reference(fs, run_dir, logf + "-sequential.log", result)
+        # When swarmfs has the whole file on disk: a streaming read that
+        # ends well after it lagged behind the download, one that ends
+        # with it was held to a download slower than a plain one.
+        on_disk = OnDisk(os.path.join(run_dir, "data", "content", name), size) if fs == "swarmfs" else None
         r = subprocess.run(["timeout", str(self.args.timeout), sys.executable, SEQREAD, os.path.join(prefix, name), ref],
                            stdout=subprocess.PIPE, text=True)
+        on_disk_at = on_disk.stop() if on_disk else None
         self.unmount_fs(fs, proc, mnt)
         shutil.rmtree(run_dir, ignore_errors=True)
         if r.returncode != 0:
@@ -502,8 +507,12 @@ class Bench:
         from_mount = end - started
         result.update(sequential_s=round(whole, 3), sequential_mb_per_s=round(size / whole / 1e6, 1),
                       from_mount_s=round(from_mount, 3), from_mount_mb_per_s=round(size / from_mount / 1e6, 1))
-        log("stream %-8s seeders=%d round=%d  mount %.2f s  first byte %.3f s  sequential %.1f MB/s" % (
-            fs, seeders, round_no, mount_s, first, result["sequential_mb_per_s"]))
+        lag = ""
+        if on_disk_at is not None:
+            result.update(on_disk_s=round(on_disk_at - started, 3), last_byte_after_s=round(end - on_disk_at, 3))
+            lag = "  on disk %.2f s, last byte %+.3f s after" % (result["on_disk_s"], result["last_byte_after_s"])
+        log("stream %-8s seeders=%d round=%d  mount %.2f s  first byte %.3f s  sequential %.1f MB/s%s" % (
+            fs, seeders, round_no, mount_s, first, result["sequential_mb_per_s"], lag))
         return result
 
     # ---- swarmfs alone ----------------------------------------------------
@@ -688,6 +697,35 @@ class Bench:
         log("results in %s" % self.out)
 
 
+class OnDisk:
+    """Watches `path` (every 20 ms, a stat) for the moment all of its `size`
+    bytes have disk blocks: for swarmfs, whose pieces are written whole
+    once verified, the moment the last of them was written."""
+
+    def __init__(self, path, size):
+        self.path, self.size = path, size
+        self.at = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self):
+        while not self.done.is_set():
+            try:
+                if os.stat(self.path).st_blocks * 512 >= self.size:
+                    self.at = time.monotonic()
+                    return
+            except OSError:
+                pass
+            self.done.wait(0.02)
+
+    def stop(self):
+        """When the file was all on disk (CLOCK_MONOTONIC), or None."""
+        self.done.set()
+        self.thread.join()
+        return self.at
+
+
 def allocated(path):
     total = 0
     for dirpath, _, names in os.walk(path):
@@ -870,8 +908,11 @@ def markdown(meta, summary, extra):
             if pairs:
                 lines += ["", "Streaming through swarmfs with %d seeder(s), from the mount's start to the last byte, "
                           "against its plain download next to it, by round: " % n +
-                          "; ".join("%.1f / %.1f MB/s = %.2f" % (s["from_mount_mb_per_s"], s["plain_mb_per_s"],
-                                                                s["streaming_to_plain"]) for s in pairs) + "."]
+                          "; ".join("%.1f / %.1f MB/s = %.2f%s" % (
+                              s["from_mount_mb_per_s"], s["plain_mb_per_s"], s["streaming_to_plain"],
+                              " (all on disk at %.2f s, last byte %+.3f s after)" % (
+                                  s["on_disk_s"], s["last_byte_after_s"]) if "on_disk_s" in s else "")
+                              for s in pairs) + "."]
     retried = [s for s in extra.get("streaming", []) if s.get("retried")]
     if retried:
         lines += ["", "Mounted a second time after a failed mount: " + "; ".join(
