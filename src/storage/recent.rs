@@ -15,7 +15,9 @@
 //! streaming reader will need it last, and the reads that get there can
 //! read it ahead from the device. (Dropping the oldest instead dropped the
 //! very piece a reader held up by a missing piece needed next, whenever the
-//! pieces verified behind that hole outgrew the cap.)
+//! pieces verified behind that hole outgrew the cap.) The pieces let go
+//! before a reader read them through are named to the caller, to have
+//! them read back ahead of the reader (see [`LetGo`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,16 @@ struct Pieces {
 pub struct RecentPieces {
     pieces: Mutex<Pieces>,
     cap: usize,
+}
+
+/// What [`RecentPieces::keep`] let go to stay within its cap.
+#[derive(Default)]
+pub struct LetGo {
+    /// Buffers no read is using, for reuse.
+    pub buffers: Vec<AlignedBuf>,
+    /// The pieces let go that no reader had read through: a streaming
+    /// reader will read them, or the rest of them, from the data file.
+    pub unread: Vec<u32>,
 }
 
 /// Part of a kept piece; the piece stays alive while this does.
@@ -129,10 +141,9 @@ impl RecentPieces {
         }
     }
 
-    /// Keeps `buffer`, the whole of verified piece `piece`; returns the
-    /// buffers of the pieces it pushes out (`buffer` itself, if it is the
-    /// one to go) that no read is using, for reuse.
-    pub fn keep(&self, piece: u32, buffer: AlignedBuf) -> Vec<AlignedBuf> {
+    /// Keeps `buffer`, the whole of verified piece `piece`; returns what
+    /// it pushes out (`buffer` itself, if it is the one to go).
+    pub fn keep(&self, piece: u32, buffer: AlignedBuf) -> LetGo {
         let mut pieces = lock(&self.pieces);
         pieces.kept.retain(|k| k.piece != piece);
         pieces.kept.push_back(Kept {
@@ -144,14 +155,17 @@ impl RecentPieces {
         let mut gone = over_cap(&sizes, self.cap);
         // Removed from the back, so that the indices before stay valid.
         gone.sort_unstable_by(|a, b| b.cmp(a));
-        let mut out = Vec::new();
+        let mut out = LetGo::default();
         for i in gone {
             let Some(k) = pieces.kept.remove(i) else {
                 continue;
             };
+            if !k.passed {
+                out.unread.push(k.piece);
+            }
             // A read copying from it keeps it alive until it is done.
             if let Ok(buffer) = Arc::try_unwrap(k.buffer) {
-                out.push(buffer);
+                out.buffers.push(buffer);
             }
         }
         out
@@ -263,8 +277,8 @@ mod tests {
     #[test]
     fn reads_within_and_across_kept_pieces() {
         let r = RecentPieces::new(1 << 20);
-        assert!(r.keep(3, piece(3, 100)).is_empty());
-        assert!(r.keep(4, piece(4, 100)).is_empty());
+        assert!(r.keep(3, piece(3, 100)).buffers.is_empty());
+        assert!(r.keep(4, piece(4, 100)).buffers.is_empty());
         let mut buf = [0u8; 50];
         assert!(r.read(310, &mut buf, 100));
         assert_eq!(buf[0], 3 ^ 10);
@@ -289,16 +303,20 @@ mod tests {
         r.keep(6, piece(6, 100));
         // Nothing read yet: the furthest piece goes, back for reuse.
         let out = r.keep(4, piece(4, 100));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0][1], 6 ^ 1, "piece 6's buffer");
+        assert_eq!(out.buffers.len(), 1);
+        assert_eq!(out.buffers[0][1], 6 ^ 1, "piece 6's buffer");
+        assert_eq!(out.unread, [6], "no reader reached it");
         assert!(r.contains(4) && r.contains(5) && !r.contains(6));
         // ...even the piece just verified, if it is the furthest.
         let out = r.keep(7, piece(7, 100));
-        assert_eq!(out[0][1], 7 ^ 1, "piece 7's own buffer");
+        assert_eq!(out.buffers[0][1], 7 ^ 1, "piece 7's own buffer");
         assert!(!r.contains(7));
         // A read to the end of piece 4: the reader is done with it.
         assert!(r.slice(400, 100, 100).is_some());
-        r.keep(8, piece(8, 100));
+        assert!(
+            r.keep(8, piece(8, 100)).unread.is_empty(),
+            "piece 4 went, read"
+        );
         assert!(!r.contains(4) && r.contains(5) && r.contains(8));
         // A read that stops short of a piece's end keeps it.
         assert!(r.slice(500, 99, 100).is_some());
@@ -316,7 +334,7 @@ mod tests {
         assert!(r.would_keep(4, 100), "piece 5 is further on: it would go");
         assert!(!r.would_keep(6, 100), "piece 6 would go itself");
         let out = r.keep(6, piece(6, 100));
-        assert!(out.len() == 1 && !r.contains(6));
+        assert!(out.buffers.len() == 1 && !r.contains(6));
         // Once piece 3 is read through, it would go instead.
         assert!(r.slice(300, 100, 100).is_some());
         assert!(r.would_keep(6, 100));
@@ -338,12 +356,14 @@ mod tests {
         // next, as the furthest of the rest.
         let r = kept_after_a_read_of_9();
         assert!(!r.would_keep(6, 100));
-        assert_eq!(r.keep(6, piece(6, 100)).len(), 2);
+        let out = r.keep(6, piece(6, 100));
+        assert_eq!(out.buffers.len(), 2);
+        assert_eq!(out.unread, [6], "piece 9 was read to its end");
         assert!(!r.contains(6) && !r.contains(9));
         // Piece 3 stays: piece 5 goes after piece 9.
         let r = kept_after_a_read_of_9();
         assert!(r.would_keep(3, 100));
-        assert_eq!(r.keep(3, piece(3, 100)).len(), 2);
+        assert_eq!(r.keep(3, piece(3, 100)).buffers.len(), 2);
         assert!(r.contains(3) && r.contains(4) && !r.contains(5));
     }
 
@@ -365,7 +385,9 @@ mod tests {
         let r = RecentPieces::new(150);
         r.keep(1, piece(1, 100));
         let slice = r.slice(100, 10, 100).expect("piece 1 is kept");
-        assert!(r.keep(0, piece(0, 100)).is_empty(), "piece 1 is being read");
+        let out = r.keep(0, piece(0, 100));
+        assert!(out.buffers.is_empty(), "piece 1 is being read");
+        assert_eq!(out.unread, [1], "only its first bytes were read");
         assert!(!r.contains(1));
         assert_eq!(slice[0], 1);
     }
