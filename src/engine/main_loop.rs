@@ -297,15 +297,15 @@ fn write_verified(
             buffer,
         };
     }
-    if for_readers && !keep {
-        storage.read_ahead_piece(piece);
-    }
     if keep {
         staging.detach(&buffer);
         for old in storage.keep_for_readers(piece, buffer) {
             staging.adopt(old);
         }
     } else {
+        if for_readers {
+            storage.read_ahead_piece(piece);
+        }
         staging.give_back(buffer);
     }
     Verdict::Good
