@@ -281,31 +281,28 @@ fn write_verified(
     buffer: AlignedBuf,
     for_readers: bool,
 ) -> Verdict {
-    // A streaming reader will read this piece. With no room for it in
-    // memory (the reader lags, and the kept pieces are all still ahead of
-    // it), it is read back into the page cache at once, in the background,
-    // so that the reader finds it there (see `Storage::read_ahead_piece`):
-    // read back only when the reader got there, at the pace of a device
-    // busy with the download's writes, the reader fell further behind
-    // until the download ended (seen: 640 of 1024 reads). It is written
-    // past the page cache all the same: written through it, as before, it
-    // cost the download a copy and the kernel's writeback.
-    let keep = for_readers && storage.room_to_keep(piece);
     if let Err(e) = storage.write_piece(piece, &buffer) {
         return Verdict::WriteFailed {
             error: e.to_string(),
             buffer,
         };
     }
-    if keep {
+    // A streaming reader will read this piece: kept in memory if there is
+    // room, decided now that it is on disk, with the reader's position of
+    // now (the write took milliseconds). A piece with no room (the reader
+    // lags, and the kept pieces are all still ahead of it) is read back
+    // into the page cache at once, in the background (see
+    // `Storage::keep_for_readers`): read back only when the reader got
+    // there, at the pace of a device busy with the download's writes, the
+    // reader fell further behind until the download ended (seen: 640 of
+    // 1024 reads). Either way it was written past the page cache: written
+    // through it, it cost the download a copy and the kernel's writeback.
+    if for_readers {
         staging.detach(&buffer);
         for old in storage.keep_for_readers(piece, buffer) {
             staging.adopt(old);
         }
     } else {
-        if for_readers {
-            storage.read_ahead_piece(piece);
-        }
         staging.give_back(buffer);
     }
     Verdict::Good

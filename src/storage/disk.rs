@@ -387,9 +387,10 @@ impl Storage {
     }
 
     /// Keeps verified piece `piece` (all of it, in `buffer`) in memory for
-    /// `files/` reads; returns buffers of older pieces let go to make room.
-    /// Those a reader has yet to read are read ahead from the data file
-    /// (see [`Storage::read_ahead_piece`]).
+    /// `files/` reads, if there is room for it; returns the buffers let go
+    /// to make room, `buffer` itself if `piece` is the one to go. Pieces
+    /// let go that a reader has yet to read are read ahead from the data
+    /// file (see [`Storage::read_ahead_piece`]).
     pub fn keep_for_readers(&self, piece: u32, buffer: AlignedBuf) -> Vec<AlignedBuf> {
         let let_go = self.recent.keep(piece, buffer);
         for unread in let_go.unread {
@@ -414,13 +415,6 @@ impl Storage {
                 self.prefetch(s.file, s.file_offset..s.file_offset + s.len);
             }
         }
-    }
-
-    /// Is there room in memory to keep `piece` for readers (see
-    /// [`RecentPieces::would_keep`])?
-    pub fn room_to_keep(&self, piece: u32) -> bool {
-        let len = self.layout.piece_size(piece) as usize;
-        self.recent.would_keep(piece, len)
     }
 
     /// The pieces kept for readers, to share with another `Storage` of the

@@ -97,16 +97,6 @@ impl Pieces {
             .iter()
             .map(|k| (k.piece, k.buffer.len(), k.passed))
     }
-
-    /// Would `piece` (`len` bytes), kept now, still be here once the pieces
-    /// over `cap` went (see [`over_cap`])?
-    fn would_stay(&self, piece: u32, len: usize, cap: usize) -> bool {
-        // As `keep` would hold them: a copy of `piece` replaced, `piece` last.
-        let mut sizes: Vec<(u32, usize, bool)> =
-            self.sizes().filter(|&(p, _, _)| p != piece).collect();
-        sizes.push((piece, len, false));
-        !over_cap(&sizes, cap).contains(&(sizes.len() - 1))
-    }
 }
 
 /// The pieces (`(piece, bytes, passed)`, oldest first) that go, in the
@@ -230,12 +220,6 @@ impl RecentPieces {
         Some(slice)
     }
 
-    /// Would [`keep`](Self::keep) keep `piece` (`len` bytes), not let it
-    /// go as the furthest of pieces no reader is done with?
-    pub fn would_keep(&self, piece: u32, len: usize) -> bool {
-        lock(&self.pieces).would_stay(piece, len, self.cap)
-    }
-
     /// Is `piece` kept?
     pub fn contains(&self, piece: u32) -> bool {
         lock(&self.pieces).kept.iter().any(|k| k.piece == piece)
@@ -326,22 +310,28 @@ mod tests {
     }
 
     #[test]
-    fn room_to_keep_is_what_keep_would_do() {
+    fn a_piece_further_on_than_every_kept_one_goes_itself() {
         let r = RecentPieces::new(200);
-        assert!(r.would_keep(7, 100), "room under the cap");
         r.keep(3, piece(3, 100));
         r.keep(5, piece(5, 100));
-        assert!(r.would_keep(4, 100), "piece 5 is further on: it would go");
-        assert!(!r.would_keep(6, 100), "piece 6 would go itself");
+        // Piece 6 is the furthest on: it is the one to go, unread.
         let out = r.keep(6, piece(6, 100));
-        assert!(out.buffers.len() == 1 && !r.contains(6));
-        // Once piece 3 is read through, it would go instead.
+        assert_eq!(out.buffers.len(), 1);
+        assert_eq!(out.unread, [6]);
+        assert!(!r.contains(6) && r.contains(3) && r.contains(5));
+        // Piece 4 is nearer than piece 5, which goes instead.
+        let out = r.keep(4, piece(4, 100));
+        assert_eq!(out.unread, [5]);
+        assert!(r.contains(3) && r.contains(4));
+        // Once piece 3 is read through, it goes before any piece ahead.
         assert!(r.slice(300, 100, 100).is_some());
-        assert!(r.would_keep(6, 100));
+        let out = r.keep(6, piece(6, 100));
+        assert!(out.unread.is_empty(), "piece 3 was read");
+        assert!(!r.contains(3) && r.contains(4) && r.contains(6));
     }
 
     #[test]
-    fn room_to_keep_counts_every_piece_keep_would_let_go() {
+    fn keep_lets_go_as_many_pieces_as_it_takes_to_fit() {
         // Pieces of 100 bytes, the last (9) of 30; a cap of 250. Piece 9 is
         // read to its end before pieces 4 and 5 come.
         let kept_after_a_read_of_9 = || {
@@ -352,18 +342,18 @@ mod tests {
             r.keep(5, piece(5, 100));
             r
         };
-        // Letting piece 9 go frees 30 bytes, not enough: piece 6 would go
+        // Letting piece 9 go frees 30 bytes, not enough: piece 6 goes
         // next, as the furthest of the rest.
         let r = kept_after_a_read_of_9();
-        assert!(!r.would_keep(6, 100));
         let out = r.keep(6, piece(6, 100));
         assert_eq!(out.buffers.len(), 2);
         assert_eq!(out.unread, [6], "piece 9 was read to its end");
         assert!(!r.contains(6) && !r.contains(9));
         // Piece 3 stays: piece 5 goes after piece 9.
         let r = kept_after_a_read_of_9();
-        assert!(r.would_keep(3, 100));
-        assert_eq!(r.keep(3, piece(3, 100)).buffers.len(), 2);
+        let out = r.keep(3, piece(3, 100));
+        assert_eq!(out.buffers.len(), 2);
+        assert_eq!(out.unread, [5]);
         assert!(r.contains(3) && r.contains(4) && !r.contains(5));
     }
 
