@@ -352,12 +352,21 @@ fn staged_pieces_go_past_the_page_cache_and_kept_ones_are_read_from_memory() {
         seed.read_block(piece, 0, &mut whole).unwrap();
         assert_eq!(staging.put(piece, len, 0, &whole), Put::Staged);
         let buffer = staging.take(piece).unwrap().buffer;
-        store.write_piece(piece, &buffer).unwrap();
-        // Pieces 2 and 3 are kept for a reader; piece 4 is the short tail.
+        // Pieces 2 and 3 are kept for a reader, from before their write;
+        // piece 4 is the short tail.
         if piece == 2 || piece == 3 {
-            staging.detach(&buffer);
-            assert!(store.keep_for_readers(piece, buffer).is_empty());
+            let (shared, let_go) = store.keep_for_readers(piece, buffer);
+            assert!(let_go.is_empty());
+            let start = piece as u64 * 64 * 1024;
+            let early = store
+                .kept_file_slice(0, start, 100)
+                .expect("readable before written");
+            assert!(early[..] == whole[..100]);
+            store.write_piece(piece, &shared).unwrap();
+            store.written_for_readers(piece);
+            staging.detach(&shared);
         } else {
+            store.write_piece(piece, &buffer).unwrap();
             staging.give_back(buffer);
         }
     }

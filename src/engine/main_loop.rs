@@ -271,7 +271,7 @@ fn new_peer_id() -> [u8; 20] {
     id
 }
 
-/// Writes `buffer`, piece `piece` verified in memory, then keeps it for
+/// Writes `buffer`, piece `piece` verified in memory, and keeps it for
 /// streaming readers or returns it to the staging pool; on a failed write
 /// the buffer comes back in the verdict, to be written later.
 fn write_verified(
@@ -281,31 +281,59 @@ fn write_verified(
     buffer: AlignedBuf,
     for_readers: bool,
 ) -> Verdict {
-    if let Err(e) = storage.write_piece(piece, &buffer) {
-        return Verdict::WriteFailed {
-            error: e.to_string(),
-            buffer,
-        };
-    }
-    // A streaming reader will read this piece: kept in memory if there is
-    // room, decided now that it is on disk, with the reader's position of
-    // now (the write took milliseconds). A piece with no room (the reader
-    // lags, and the kept pieces are all still ahead of it) is read back
-    // into the page cache at once, in the background (see
-    // `Storage::keep_for_readers`): read back only when the reader got
-    // there, at the pace of a device busy with the download's writes, the
-    // reader fell further behind until the download ended (seen: 640 of
-    // 1024 reads). Either way it was written past the page cache: written
-    // through it, it cost the download a copy and the kernel's writeback.
-    if for_readers {
-        staging.detach(&buffer);
-        for old in storage.keep_for_readers(piece, buffer) {
-            staging.adopt(old);
+    if !for_readers {
+        if let Err(e) = storage.write_piece(piece, &buffer) {
+            return Verdict::WriteFailed {
+                error: e.to_string(),
+                buffer,
+            };
         }
-    } else {
         staging.give_back(buffer);
+        return Verdict::Good;
     }
-    Verdict::Good
+    // A streaming reader will read this piece: it is kept in memory for
+    // the reader from now on, before the write (a reader waiting for it
+    // waited for the device too: a third of the writes took over 3 ms
+    // while a reader streamed, one in ten over 15 ms). If there is no room
+    // (the reader lags, and the kept pieces are all still ahead of it) it
+    // goes at once, and is read back into the page cache once written, in
+    // the background (see `Storage::keep_for_readers`): read back only
+    // when the reader got there, at the pace of a device busy with the
+    // download's writes, the reader fell further behind until the download
+    // ended (seen: 640 of 1024 reads). Either way it is written past the
+    // page cache: written through it, it cost the download a copy and the
+    // kernel's writeback.
+    let (shared, let_go) = storage.keep_for_readers(piece, buffer);
+    let written = storage.write_piece(piece, &shared);
+    // Buffers of pieces kept for readers no longer count as staging's.
+    staging.detach(&shared);
+    for old in let_go {
+        staging.adopt(old);
+    }
+    match written {
+        Ok(()) => {
+            storage.written_for_readers(piece);
+            // Let go already, and no read copying from it: back for reuse.
+            if let Ok(buffer) = Arc::try_unwrap(shared) {
+                staging.adopt(buffer);
+            }
+            Verdict::Good
+        }
+        Err(e) => {
+            storage.unkeep(piece);
+            let buffer = Arc::try_unwrap(shared).unwrap_or_else(|shared| {
+                // A read is copying from it this moment.
+                let mut copy = AlignedBuf::zeroed(shared.len());
+                copy.copy_from_slice(&shared);
+                copy
+            });
+            staging.attach(&buffer);
+            Verdict::WriteFailed {
+                error: e.to_string(),
+                buffer,
+            }
+        }
+    }
 }
 
 impl MainLoop {

@@ -563,7 +563,10 @@ impl SwarmFs {
         };
         let ahead = read_ahead_pieces(piece_length);
         let count = self.meta.piece_count();
-        if have.contains_all(first..last + 1) {
+        // Streaming: the piece was just verified and is still in memory
+        // (perhaps not yet on disk); answer from it without a copy.
+        let kept = self.data.kept_file_slice(index, offset, len as usize);
+        if kept.is_some() || have.contains_all(first..last + 1) {
             // The window ahead slides with the reader, so the engine fetches
             // its next pieces before they are read.
             // Told even when nothing is missing there: the engine goes on
@@ -572,9 +575,7 @@ impl SwarmFs {
                 let pull = pieces_to_pull(|p| have.contains(p), first, last, ahead, count);
                 let _ = self.engine.try_send(Command::Read { piece: first, pull });
             }
-            // Streaming: the piece was just verified and is still in
-            // memory; answer from it without a copy.
-            if let Some(kept) = self.data.kept_file_slice(index, offset, len as usize) {
+            if let Some(kept) = kept {
                 return reply.data(&kept);
             }
             // From disk: a reader that fell behind the kept pieces goes on
@@ -597,8 +598,10 @@ impl SwarmFs {
         let urgent = pieces_to_pull(|p| have.contains(p), first, last, ahead, count);
         let engine = self.engine.clone();
         let stop = self.shutdown.clone();
-        // Subscribe before the request, so no `piece` event can slip between.
+        // Subscribe before the request, so no `piece` event, nor a piece
+        // kept for readers before it is written, can slip between.
         let mut events = engine.subscribe();
+        let mut kept_pieces = self.data.kept_pieces().watch_kept();
         let _ = engine.try_send(Command::Read {
             piece: first,
             pull: urgent,
@@ -606,10 +609,10 @@ impl SwarmFs {
         self.engine.runtime().spawn(async move {
             let mut poll = interrupt_poll();
             loop {
+                if let Some(kept) = data.kept_file_slice(index, offset, len as usize) {
+                    return reply.data(&kept);
+                }
                 if have.contains_all(first..last + 1) {
-                    if let Some(kept) = data.kept_file_slice(index, offset, len as usize) {
-                        return reply.data(&kept);
-                    }
                     let ahead = read_on(&have);
                     let read = move || -> Result<Vec<u8>, Errno> {
                         data.prefetch(index, ahead);
@@ -630,6 +633,7 @@ impl SwarmFs {
                 tokio::select! {
                     _ = stop.cancelled() => return reply.error(Errno::EINTR),
                     _ = events.recv() => {}
+                    Ok(()) = kept_pieces.changed() => {}
                     _ = poll.tick() => {
                         if signal_pending(pid) {
                             return reply.error(Errno::EINTR);

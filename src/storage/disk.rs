@@ -387,16 +387,37 @@ impl Storage {
     }
 
     /// Keeps verified piece `piece` (all of it, in `buffer`) in memory for
-    /// `files/` reads, if there is room for it; returns the buffers let go
-    /// to make room, `buffer` itself if `piece` is the one to go. Pieces
+    /// `files/` reads, if there is room for it, from now on: before its
+    /// write, for which it returns the buffer. Also returns the buffers let
+    /// go to make room, `buffer` itself if `piece` is the one to go. Pieces
     /// let go that a reader has yet to read are read ahead from the data
-    /// file (see [`Storage::read_ahead_piece`]).
-    pub fn keep_for_readers(&self, piece: u32, buffer: AlignedBuf) -> Vec<AlignedBuf> {
-        let let_go = self.recent.keep(piece, buffer);
+    /// file (see [`Storage::read_ahead_piece`]) once they are on disk: the
+    /// writer calls [`written_for_readers`](Self::written_for_readers) when
+    /// the write is done, or [`unkeep`](Self::unkeep) when it failed.
+    pub fn keep_for_readers(
+        &self,
+        piece: u32,
+        buffer: AlignedBuf,
+    ) -> (Arc<AlignedBuf>, Vec<AlignedBuf>) {
+        let (shared, let_go) = self.recent.keep_unwritten(piece, buffer);
         for unread in let_go.unread {
             self.read_ahead_piece(unread);
         }
-        let_go.buffers
+        (shared, let_go.buffers)
+    }
+
+    /// `piece`, kept by [`keep_for_readers`](Self::keep_for_readers), is
+    /// on disk: read back for the reader if it was let go unread meanwhile.
+    pub fn written_for_readers(&self, piece: u32) {
+        if self.recent.written(piece) {
+            self.read_ahead_piece(piece);
+        }
+    }
+
+    /// `piece`, kept by [`keep_for_readers`](Self::keep_for_readers), is
+    /// not on disk after all (its write failed): no read finds it any more.
+    pub fn unkeep(&self, piece: u32) {
+        self.recent.forget(piece);
     }
 
     /// Asks the kernel to read piece `piece` from the data files into the
