@@ -64,7 +64,7 @@ pub struct RecentPieces {
     kept_count: watch::Sender<u64>,
 }
 
-/// What [`RecentPieces::keep`] let go to stay within its cap.
+/// What keeping a piece let go to stay within the cap.
 #[derive(Default)]
 pub struct LetGo {
     /// Buffers no read is using, for reuse.
@@ -151,8 +151,11 @@ impl RecentPieces {
         }
     }
 
-    /// Keeps `buffer`, the whole of verified piece `piece`, on disk; returns
-    /// what it pushes out (`buffer` itself, if it is the one to go).
+    /// Keeps `buffer`, the whole of verified piece `piece`, already on
+    /// disk; returns what it pushes out (`buffer` itself, if it is the one
+    /// to go). The engine keeps pieces before their write
+    /// ([`keep_unwritten`](Self::keep_unwritten)); the tests, as written.
+    #[cfg(test)]
     pub fn keep(&self, piece: u32, buffer: AlignedBuf) -> LetGo {
         self.insert(piece, Arc::new(buffer), true)
     }
