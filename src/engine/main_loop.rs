@@ -305,8 +305,10 @@ fn write_verified(
     // kernel's writeback.
     let (shared, let_go) = storage.keep_for_readers(piece, buffer);
     let written = storage.write_piece(piece, &shared);
-    // Buffers of pieces kept for readers no longer count as staging's.
-    staging.detach(&shared);
+    if written.is_ok() {
+        // Buffers of pieces kept for readers no longer count as staging's.
+        staging.detach(&shared);
+    }
     for old in let_go {
         staging.adopt(old);
     }
@@ -320,6 +322,7 @@ fn write_verified(
             Verdict::Good
         }
         Err(e) => {
+            // Still staging's, whole, for the retry.
             storage.unkeep(piece);
             let buffer = Arc::try_unwrap(shared).unwrap_or_else(|shared| {
                 // A read is copying from it this moment.
@@ -327,7 +330,6 @@ fn write_verified(
                 copy.copy_from_slice(&shared);
                 copy
             });
-            staging.attach(&buffer);
             Verdict::WriteFailed {
                 error: e.to_string(),
                 buffer,

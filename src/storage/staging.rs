@@ -476,12 +476,6 @@ impl StagedPieces {
         table.bytes = table.bytes.saturating_sub(buffer.footprint());
     }
 
-    /// `buffer`, detached, counts against the cap again (it is staged once
-    /// more: its write failed, and it waits for the retry).
-    pub fn attach(&self, buffer: &AlignedBuf) {
-        lock(&self.table).bytes += buffer.footprint();
-    }
-
     /// Takes a buffer that was detached into the pool, if the cap allows.
     pub fn adopt(&self, buffer: AlignedBuf) {
         self.pool_if_room(&mut lock(&self.table), buffer);
