@@ -324,12 +324,9 @@ fn write_verified(
         Err(e) => {
             // Still staging's, whole, for the retry.
             storage.unkeep(piece);
-            let buffer = Arc::try_unwrap(shared).unwrap_or_else(|shared| {
-                // A read is copying from it this moment.
-                let mut copy = AlignedBuf::zeroed(shared.len());
-                copy.copy_from_slice(&shared);
-                copy
-            });
+            // A read copying from it this moment keeps it shared.
+            let buffer =
+                Arc::try_unwrap(shared).unwrap_or_else(|shared| AlignedBuf::copy_of(&shared));
             Verdict::WriteFailed {
                 error: e.to_string(),
                 buffer,

@@ -89,6 +89,14 @@ impl AlignedBuf {
         }
     }
 
+    /// A buffer of its own holding a copy of `bytes` (for a buffer another
+    /// holder still shares).
+    pub fn copy_of(bytes: &[u8]) -> AlignedBuf {
+        let mut buffer = AlignedBuf::zeroed(bytes.len());
+        buffer.copy_from_slice(bytes);
+        buffer
+    }
+
     /// Zeroed buffers of `len` bytes, as many as one allocation holds: for
     /// pieces of [`CHUNKED_FROM`] or more, those that fit in a chunk of
     /// whole huge pages (two of 1 MiB in 2 MiB); otherwise one.
@@ -421,10 +429,8 @@ impl StagedPieces {
             Ok(assembly) => assembly.into_inner().unwrap_or_else(|p| p.into_inner()),
             Err(shared) => {
                 let assembly = lock(&shared);
-                let mut buffer = AlignedBuf::zeroed(assembly.buffer.len());
-                buffer.copy_from_slice(&assembly.buffer);
                 Assembly {
-                    buffer,
+                    buffer: AlignedBuf::copy_of(&assembly.buffer),
                     sha: assembly.sha.clone(),
                     hashed: assembly.hashed,
                     waiting: BTreeMap::new(),
