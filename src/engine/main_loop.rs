@@ -2030,8 +2030,43 @@ fn streaming_depth(depth: usize, sending: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{replaces_existing, streaming_depth, MIN_PIPELINE, STREAMING_IN_FLIGHT};
+    use super::{
+        replaces_existing, streaming_depth, write_verified, Verdict, MIN_PIPELINE,
+        STREAMING_IN_FLIGHT,
+    };
+    use crate::metainfo::create::{create, CreateOptions};
+    use crate::storage::{OpenMode, Put, StagedPieces, Storage};
     use crate::wire::MAX_BLOCK;
+
+    #[test]
+    fn a_failed_write_for_a_reader_hands_the_whole_piece_back_and_keeps_nothing() {
+        // A torrent of one 48 KiB file in 16 KiB pieces, opened read-only:
+        // every write fails.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("content");
+        let bytes: Vec<u8> = (0..3 * 16384u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &bytes).unwrap();
+        let options = CreateOptions {
+            piece_length: Some(16384),
+            ..CreateOptions::default()
+        };
+        let meta = create(&file, &options, &|_, _| {}).unwrap().meta;
+        let storage = Storage::open(&meta, dir.path(), OpenMode::ReadOnly).unwrap();
+        let staging = StagedPieces::new(1 << 20);
+        let piece = &bytes[16384..2 * 16384];
+        assert_eq!(staging.put(1, 16384, 0, piece), Put::Staged);
+        let buffer = staging.take(1).unwrap().buffer;
+        let counted = staging.bytes();
+        match write_verified(&storage, &staging, 1, buffer, true) {
+            Verdict::WriteFailed { buffer, .. } => assert!(buffer[..] == piece[..]),
+            _ => panic!("a write to read-only data succeeded"),
+        }
+        assert!(
+            storage.kept_file_slice(0, 16384, 100).is_none(),
+            "no read finds a piece that is not on disk"
+        );
+        assert_eq!(staging.bytes(), counted, "still staging's, for the retry");
+    }
 
     #[test]
     fn peers_streaming_share_a_budget_of_requests() {
