@@ -100,6 +100,44 @@ fn verification_finds_exactly_the_damaged_pieces() {
 }
 
 #[test]
+fn verification_in_runs_of_pieces_finds_exactly_the_damaged_and_unwanted_ones() {
+    // 45 pieces and a short last one: several full runs of pieces hashed
+    // together and a short run at the end, on CPUs that hash in batches.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("content");
+    std::fs::create_dir(&source).unwrap();
+    let bytes: Vec<u8> = (0..45 * PIECE as u32 + 1234)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(source.join("one.bin"), &bytes[..300_000]).unwrap();
+    std::fs::write(source.join("two.bin"), &bytes[300_000..]).unwrap();
+    let (meta, _) = torrent_of(&source, PIECE);
+    assert_eq!(meta.piece_count(), 46);
+    // Damage pieces 0, 17 and the last; leave 30 out of the check.
+    let file = OpenOptions::new()
+        .write(true)
+        .open(source.join("one.bin"))
+        .unwrap();
+    file.write_at(b"\xff\x00", 10).unwrap();
+    file.write_at(b"!", 17 * PIECE + 5).unwrap();
+    let file = OpenOptions::new()
+        .write(true)
+        .open(source.join("two.bin"))
+        .unwrap();
+    file.write_at(b"?", (bytes.len() - 300_001) as u64).unwrap();
+
+    let store = Storage::open(&meta, dir.path(), OpenMode::ReadOnly).unwrap();
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    let have = check::verify_pieces(&store, 2, &|p| p != 30, &|_| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap();
+    let missing: Vec<usize> = have.iter_zeros().collect();
+    assert_eq!(missing, vec![0, 17, 30, 45]);
+    assert_eq!(calls.into_inner(), 46, "progress once a piece");
+}
+
+#[test]
 fn out_of_range_blocks_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let source = make_tree(dir.path(), "content", TREE);

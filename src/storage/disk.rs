@@ -493,13 +493,25 @@ impl Storage {
     /// there (missing or short files) is simply not verified; a failing disk
     /// is an error.
     pub fn verify_piece(&self, piece: u32, buf: &mut Vec<u8>) -> Result<bool, StorageError> {
+        Ok(self.read_piece(piece, buf)? && self.hash_matches(piece, buf))
+    }
+
+    /// Reads piece `piece` into `buf` (resized to the piece): false if its
+    /// data is not there (missing or short files); a failing disk is an
+    /// error.
+    pub fn read_piece(&self, piece: u32, buf: &mut Vec<u8>) -> Result<bool, StorageError> {
         let size = self.layout.piece_size(piece) as usize;
         buf.resize(size, 0);
         match self.read_block(piece, 0, buf) {
-            Ok(()) => Ok(self.hash_matches(piece, buf)),
+            Ok(()) => Ok(true),
             Err(e) if e.is_absent_data() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Is `digest` the SHA-1 the torrent names for `piece`?
+    pub fn piece_hash_is(&self, piece: u32, digest: &[u8; 20]) -> bool {
+        self.piece_hashes.get(piece as usize) == Some(digest)
     }
 
     /// Does `data` (a whole piece) have the SHA-1 the torrent names?

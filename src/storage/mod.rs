@@ -4,6 +4,7 @@
 //! - [`disk`]: [`Storage`] opens the files under a data directory and reads,
 //!   writes and verifies blocks.
 //! - [`check`]: hash-checks existing data on every core.
+//! - [`batch_sha1`]: SHA-1 of many pieces at once, with AVX-512.
 //! - [`staging`]: assembles pieces in memory, to verify them there and write
 //!   each in one go, past the page cache.
 //! - [`recent`]: keeps the last verified pieces in memory for readers
@@ -12,6 +13,7 @@
 //!   as they are written, to verify them without reading them back.
 //! - [`resume`]: the crash-safe resume file that saves a recheck at start-up.
 
+pub mod batch_sha1;
 pub mod check;
 pub mod disk;
 pub mod hasher;
