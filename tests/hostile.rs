@@ -198,6 +198,56 @@ fn download_with(behaviour: Behaviour) -> (Vec<Event>, SocketAddr) {
     (seen, fake)
 }
 
+/// A corrupt peer alone while a read waits: the pieces it sends are
+/// checked as a streaming download's are (in batches, on a CPU with
+/// AVX-512), fail, and get it banned; nothing of its is verified.
+#[test]
+fn a_corrupt_peer_alone_while_streaming_is_banned_and_nothing_verified() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = common::make_tree(source_dir.path(), "content", &[("a.bin", 900_000)]);
+    let (meta, _) = common::torrent_of(&source, 16 * 1024);
+    let fake = fake_peer(&meta, Behaviour::Corrupt);
+    let data = tempfile::tempdir().unwrap();
+    let leecher = Engine::start(meta.clone(), config(data.path(), vec![]), logger()).unwrap();
+    let handle = leecher.handle();
+    let mut events = handle.subscribe();
+    let seen = leecher.block_on(async {
+        handle
+            .send(swarmfs::engine::Command::Read {
+                piece: 0,
+                pull: (0..4).collect(),
+            })
+            .await;
+        handle.send(swarmfs::engine::Command::Connect(fake)).await;
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(e @ Event::Banned { .. })) => {
+                    seen.push(e);
+                    return seen;
+                }
+                Ok(Ok(e)) => seen.push(e),
+                Ok(Err(e)) => panic!("event stream: {e}"),
+                Err(_) => panic!("not banned in time: {seen:?}"),
+            }
+        }
+    });
+    leecher.shutdown();
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::HashFail { .. })),
+        "no hash failure seen: {seen:?}"
+    );
+    assert!(
+        matches!(seen.last(), Some(Event::Banned { addr, reason }) if *addr == fake && reason.contains("corrupt")),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|e| matches!(e, Event::Piece(_))),
+        "a corrupt piece was verified: {seen:?}"
+    );
+}
+
 #[test]
 fn a_peer_sending_corrupt_blocks_is_banned_and_the_download_completes() {
     let (events, fake) = download_with(Behaviour::Corrupt);

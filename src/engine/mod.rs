@@ -13,6 +13,7 @@
 //! an [`EngineHandle`]: [`Command`]s on a bounded queue, [`Event`]s on a
 //! broadcast channel, and snapshots answered over oneshot channels.
 
+pub mod batch_hasher;
 pub mod choker;
 pub mod main_loop;
 pub mod peer;

@@ -32,6 +32,14 @@ pub struct Partial {
 }
 
 impl Partial {
+    /// Nothing hashed yet.
+    pub fn nothing() -> Partial {
+        Partial {
+            hashed: 0,
+            sha: Sha1::new(),
+        }
+    }
+
     /// Where to go on hashing a piece of `size` bytes from: the bytes
     /// `partial` covers and its state, or the start when there is none (or
     /// it claims more than the piece holds).

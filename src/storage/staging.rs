@@ -15,6 +15,7 @@
 //! reusing one costs nothing, a fresh one costs a page fault per 4 KiB.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha1::{Digest, Sha1};
@@ -251,6 +252,8 @@ pub enum Put {
 /// is filled), from the buffer, while it is still in the CPU's cache.
 struct Assembly {
     buffer: AlignedBuf,
+    /// Hashed as its blocks land (otherwise all at once, when complete).
+    hashing: bool,
     sha: Sha1,
     hashed: usize,
     /// Blocks past the hashed prefix: offset to length.
@@ -262,7 +265,7 @@ struct Assembly {
 
 impl Assembly {
     fn landed(&mut self, offset: usize, len: usize) {
-        if self.rehash {
+        if self.rehash || !self.hashing {
             return;
         }
         if offset < self.hashed || self.waiting.contains_key(&offset) {
@@ -308,6 +311,11 @@ struct Table {
 pub struct StagedPieces {
     table: Arc<Mutex<Table>>,
     cap: usize,
+    /// Pieces begun from now on are left unhashed for a batch hash.
+    batched: Arc<AtomicBool>,
+    /// Bytes the cap grows by while pieces are hashed in batches (for the
+    /// pieces waiting for theirs).
+    batch_allowance: usize,
 }
 
 impl StagedPieces {
@@ -321,7 +329,32 @@ impl StagedPieces {
                 bytes: 0,
             })),
             cap,
+            batched: Arc::new(AtomicBool::new(false)),
+            batch_allowance: 0,
         }
+    }
+
+    /// While pieces are hashed in batches, `bytes` more may be staged.
+    pub fn with_batch_allowance(mut self, bytes: usize) -> StagedPieces {
+        self.batch_allowance = bytes;
+        self
+    }
+
+    /// The cap now.
+    fn cap(&self) -> usize {
+        if self.batched.load(Ordering::Relaxed) {
+            self.cap + self.batch_allowance
+        } else {
+            self.cap
+        }
+    }
+
+    /// Whether pieces begun from now on are hashed as their blocks land
+    /// (false), or left for [`take`](Self::take) to give with nothing
+    /// hashed, to be hashed many at once (true; see
+    /// [`super::batch_sha1`]). Shared by every clone.
+    pub fn hash_in_batches(&self, batched: bool) {
+        self.batched.store(batched, Ordering::Relaxed);
     }
 
     /// Copies `data`, the block at `offset` of `piece` (`piece_size` bytes
@@ -345,6 +378,7 @@ impl StagedPieces {
                     Some(buffer) => {
                         let assembly = Arc::new(Mutex::new(Assembly {
                             buffer,
+                            hashing: !self.batched.load(Ordering::Relaxed),
                             sha: Sha1::new(),
                             hashed: 0,
                             waiting: BTreeMap::new(),
@@ -381,7 +415,7 @@ impl StagedPieces {
         }
         // Pooled buffers too small for this piece (only the last is shorter)
         // make room for it.
-        while table.bytes + size + ALIGN > self.cap {
+        while table.bytes + size + ALIGN > self.cap() {
             let dropped = table.pool.pop()?;
             table.bytes -= dropped.footprint();
         }
@@ -399,7 +433,7 @@ impl StagedPieces {
     /// Pools `buffer`, not yet counted against the cap, if the cap and
     /// [`MAX_POOLED`] allow; otherwise it is freed.
     fn pool_if_room(&self, table: &mut Table, buffer: AlignedBuf) {
-        if table.pool.len() < MAX_POOLED && table.bytes + buffer.footprint() <= self.cap {
+        if table.pool.len() < MAX_POOLED && table.bytes + buffer.footprint() <= self.cap() {
             table.bytes += buffer.footprint();
             table.pool.push(buffer);
         }
@@ -431,6 +465,7 @@ impl StagedPieces {
                 let assembly = lock(&shared);
                 Assembly {
                     buffer: AlignedBuf::copy_of(&assembly.buffer),
+                    hashing: assembly.hashing,
                     sha: assembly.sha.clone(),
                     hashed: assembly.hashed,
                     waiting: BTreeMap::new(),
@@ -438,7 +473,7 @@ impl StagedPieces {
                 }
             }
         };
-        let partial = if assembly.rehash {
+        let partial = if assembly.rehash || !assembly.hashing {
             Partial {
                 hashed: 0,
                 sha: Sha1::new(),
@@ -468,7 +503,7 @@ impl StagedPieces {
     pub fn give_back(&self, buffer: AlignedBuf) {
         let mut table = lock(&self.table);
         let capacity = buffer.footprint();
-        if table.pool.len() < MAX_POOLED && capacity <= self.cap {
+        if table.pool.len() < MAX_POOLED && capacity <= self.cap() {
             table.pool.push(buffer);
         } else {
             table.bytes = table.bytes.saturating_sub(capacity);
@@ -499,6 +534,13 @@ impl StagedPieces {
     pub fn bytes(&self) -> usize {
         lock(&self.table).bytes
     }
+
+    /// Bytes the cap leaves for new pieces (pooled buffers count as room).
+    pub fn room(&self) -> usize {
+        let table = lock(&self.table);
+        let pooled: usize = table.pool.iter().map(AlignedBuf::footprint).sum();
+        (self.cap() + pooled).saturating_sub(table.bytes)
+    }
 }
 
 #[cfg(test)]
@@ -527,6 +569,26 @@ mod tests {
     }
 
     #[test]
+    fn pieces_hashed_in_batches_come_whole_and_unhashed() {
+        let s = StagedPieces::new(1 << 20);
+        s.hash_in_batches(true);
+        let data: Vec<u8> = (0..100u32).map(|i| (i * 7) as u8).collect();
+        for (offset, len) in [(0, 40), (40, 40), (80, 20)] {
+            assert_eq!(
+                s.put(3, 100, offset, &data[offset as usize..][..len]),
+                Put::Staged
+            );
+        }
+        let piece = s.take(3).unwrap();
+        assert_eq!(&piece.buffer[..], &data[..]);
+        assert_eq!(piece.partial.hashed, 0, "nothing hashed on arrival");
+        assert_eq!(
+            piece.partial.sha.finalize().as_slice(),
+            Sha1::digest(b"").as_slice()
+        );
+    }
+
+    #[test]
     fn over_the_cap_a_piece_is_written_through_to_its_end() {
         let s = StagedPieces::new(2 * (100 + ALIGN));
         let block = [1u8; 50];
@@ -548,8 +610,14 @@ mod tests {
         s.give_back(two.buffer);
         s.release_pool();
         assert_eq!(s.bytes(), 100 + ALIGN, "piece 1 is still being assembled");
+        assert_eq!(
+            s.room(),
+            2 * (100 + ALIGN) - (100 + ALIGN),
+            "piece 1 is live"
+        );
         let one = s.take(1).unwrap().buffer;
         s.detach(&one);
+        assert_eq!(s.room(), 2 * (100 + ALIGN), "detached: no longer staging's");
         assert_eq!(s.bytes(), 0);
         s.adopt(one);
         assert_eq!(s.bytes(), 100 + ALIGN, "back in the pool");
