@@ -589,6 +589,39 @@ mod tests {
     }
 
     #[test]
+    fn the_cap_grows_by_the_allowance_only_while_hashing_in_batches() {
+        let slot = 100 + ALIGN;
+        let s = StagedPieces::new(slot).with_batch_allowance(2 * slot);
+        let block = [3u8; 100];
+        assert_eq!(s.put(0, 100, 0, &block), Put::Staged);
+        assert_eq!(s.put(1, 100, 0, &block), Put::WriteThrough, "at the cap");
+        s.hash_in_batches(true);
+        assert_eq!(s.room(), 2 * slot);
+        assert_eq!(s.put(2, 100, 0, &block), Put::Staged);
+        assert_eq!(s.put(3, 100, 0, &block), Put::Staged);
+        assert_eq!(
+            s.put(4, 100, 0, &block),
+            Put::WriteThrough,
+            "allowance spent"
+        );
+        assert_eq!(s.room(), 0);
+        assert_eq!(s.take(2).unwrap().partial.hashed, 0, "left for a batch");
+        assert_eq!(s.take(0).unwrap().partial.hashed, 100, "begun before");
+        // Back to hashing as blocks land: the cap shrinks. A pooled buffer
+        // is still reused (it is counted already), but no new one is made.
+        s.hash_in_batches(false);
+        let three = s.take(3).unwrap();
+        s.give_back(three.buffer);
+        assert_eq!(s.room(), 0, "two live pieces: over the cap of one");
+        assert_eq!(
+            s.put(5, 100, 0, &block),
+            Put::Staged,
+            "in the pooled buffer"
+        );
+        assert_eq!(s.put(6, 100, 0, &block), Put::WriteThrough);
+    }
+
+    #[test]
     fn over_the_cap_a_piece_is_written_through_to_its_end() {
         let s = StagedPieces::new(2 * (100 + ALIGN));
         let block = [1u8; 50];
