@@ -95,8 +95,9 @@ async fn run<S, F>(
         // Awaited before the next batch is gathered: what comes meanwhile
         // makes that batch fuller.
         let Ok(done) = hashing.await else {
-            // The runtime is shutting down (or hashing panicked, which
-            // leaves nothing to hand on).
+            // The runtime is shutting down. (Or hashing panicked, a bug:
+            // that batch's pieces stay unverified, and the pieces sent
+            // after are hashed by the sender, which finds the task gone.)
             return;
         };
         for (piece, digest) in done {
