@@ -466,7 +466,7 @@ impl Storage {
         let (hashed, mut sha) = Partial::resume(Some(partial), data.len() as u64);
         sha.update(&data[hashed as usize..]);
         let digest: [u8; 20] = sha.finalize().into();
-        self.piece_hashes.get(piece as usize) == Some(&digest)
+        self.piece_hash_is(piece, &digest)
     }
 
     /// Finishes the hash of `piece` from what was hashed while it was
@@ -486,7 +486,7 @@ impl Storage {
             hashed += n as u64;
         }
         let digest: [u8; 20] = sha.finalize().into();
-        Ok(self.piece_hashes.get(piece as usize) == Some(&digest))
+        Ok(self.piece_hash_is(piece, &digest))
     }
 
     /// Reads piece `piece` into `buf` and checks its SHA-1. Data that is not
@@ -516,8 +516,7 @@ impl Storage {
 
     /// Does `data` (a whole piece) have the SHA-1 the torrent names?
     pub fn hash_matches(&self, piece: u32, data: &[u8]) -> bool {
-        let digest: [u8; 20] = Sha1::digest(data).into();
-        self.piece_hashes.get(piece as usize) == Some(&digest)
+        self.piece_hash_is(piece, &Sha1::digest(data).into())
     }
 
     /// Makes every write so far durable (fdatasync on each written file).

@@ -79,10 +79,7 @@ impl PieceHashers {
             .entry(piece)
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Progress {
-                    partial: Partial {
-                        hashed: 0,
-                        sha: Sha1::new(),
-                    },
+                    partial: Partial::nothing(),
                     held: BTreeMap::new(),
                     poisoned: false,
                 }))

@@ -474,10 +474,7 @@ impl StagedPieces {
             }
         };
         let partial = if assembly.rehash || !assembly.hashing {
-            Partial {
-                hashed: 0,
-                sha: Sha1::new(),
-            }
+            Partial::nothing()
         } else {
             Partial {
                 hashed: assembly.hashed as u64,
