@@ -32,11 +32,17 @@ pub struct Unhashed {
     pub for_readers: bool,
 }
 
+/// A piece queued, and whether others are on their way to fill its batch.
+struct Job {
+    piece: Unhashed,
+    more_coming: bool,
+}
+
 /// The sending side: pieces go in, never blocking the sender (their
 /// number is bounded by the staging memory their buffers come from).
 #[derive(Clone)]
 pub struct BatchHasher {
-    pieces: mpsc::UnboundedSender<Unhashed>,
+    jobs: mpsc::UnboundedSender<Job>,
 }
 
 impl BatchHasher {
@@ -52,18 +58,31 @@ impl BatchHasher {
     {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(rx, max_batch.max(1), short_of_memory, hashed));
-        BatchHasher { pieces: tx }
+        BatchHasher { jobs: tx }
     }
 
-    /// Queues `piece` for hashing. Returns it if the task is gone (the
-    /// engine is shutting down).
+    /// Queues `piece` for hashing; it may wait up to [`HOLD`] for others.
+    /// Returns it if the task is gone (the engine is shutting down).
     pub fn hash(&self, piece: Unhashed) -> Result<(), Unhashed> {
-        self.pieces.send(piece).map_err(|e| e.0)
+        self.send(piece, true)
+    }
+
+    /// Queues `piece`, the last one on its way for now (the download's last
+    /// piece, say): its batch is hashed at once, not held for pieces that
+    /// are not coming. Returns it if the task is gone.
+    pub fn hash_last(&self, piece: Unhashed) -> Result<(), Unhashed> {
+        self.send(piece, false)
+    }
+
+    fn send(&self, piece: Unhashed, more_coming: bool) -> Result<(), Unhashed> {
+        self.jobs
+            .send(Job { piece, more_coming })
+            .map_err(|e| e.0.piece)
     }
 }
 
 async fn run<S, F>(
-    mut pieces: mpsc::UnboundedReceiver<Unhashed>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
     max_batch: usize,
     short_of_memory: S,
     hashed: F,
@@ -71,21 +90,24 @@ async fn run<S, F>(
     S: Fn() -> bool,
     F: Fn(Unhashed, Digest20) + Clone + Send + 'static,
 {
-    while let Some(first) = pieces.recv().await {
+    while let Some(first) = jobs.recv().await {
         let deadline = Instant::now() + HOLD;
-        let mut batch = vec![first];
-        while batch.len() < max_batch && !short_of_memory() {
+        let mut more_coming = first.more_coming;
+        let mut batch = vec![first.piece];
+        while more_coming && batch.len() < max_batch && !short_of_memory() {
             // Those already queued join at once: no need to wait for them.
-            match pieces.try_recv() {
-                Ok(piece) => batch.push(piece),
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, pieces.recv()).await {
-                        Ok(Some(piece)) => batch.push(piece),
+                    match tokio::time::timeout_at(deadline, jobs.recv()).await {
+                        Ok(Some(job)) => job,
                         Ok(None) | Err(_) => break,
                     }
                 }
-            }
+            };
+            more_coming = job.more_coming;
+            batch.push(job.piece);
         }
         let hashing = tokio::task::spawn_blocking(move || {
             let messages: Vec<&[u8]> = batch.iter().map(|p| &p.buffer[..]).collect();
@@ -219,5 +241,45 @@ mod tests {
         assert_eq!(&Sha1::digest(&bytes)[..], &digest[..]);
         assert!(start.elapsed() >= HOLD, "it waited for company");
         assert!(start.elapsed() < HOLD * 20, "{:?}", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn the_last_piece_on_its_way_is_hashed_with_its_batch_at_once() {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let hasher = BatchHasher::spawn(
+            16,
+            || false,
+            move |p: Unhashed, digest| {
+                let _ = done_tx.send((p.piece, digest));
+            },
+        );
+        let start = std::time::Instant::now();
+        // Three pieces, the third the last on its way: a batch of three,
+        // not held for thirteen more.
+        for piece in 0..3u32 {
+            let unhashed = Unhashed {
+                piece,
+                buffer: AlignedBuf::copy_of(&piece_bytes(piece, 1 << 14)),
+                for_readers: false,
+            };
+            let queued = if piece == 2 {
+                hasher.hash_last(unhashed)
+            } else {
+                hasher.hash(unhashed)
+            };
+            assert!(queued.is_ok());
+        }
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let (piece, digest) = tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
+                .await
+                .expect("hashed")
+                .expect("the task lives");
+            assert_eq!(&Sha1::digest(piece_bytes(piece, 1 << 14))[..], &digest[..]);
+            got.push(piece);
+        }
+        got.sort();
+        assert_eq!(got, [0, 1, 2]);
+        assert!(start.elapsed() < HOLD, "held: {:?}", start.elapsed());
     }
 }
