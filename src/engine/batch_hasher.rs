@@ -145,6 +145,28 @@ mod tests {
             .collect()
     }
 
+    /// A hasher of batches of up to 16, never short of memory, that
+    /// reports each piece hashed, with its digest.
+    fn reporting_hasher() -> (BatchHasher, mpsc::UnboundedReceiver<(u32, Digest20)>) {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let hasher = BatchHasher::spawn(
+            16,
+            || false,
+            move |p: Unhashed, digest| {
+                let _ = done_tx.send((p.piece, digest));
+            },
+        );
+        (hasher, done_rx)
+    }
+
+    /// The next report, within seconds.
+    async fn next<T>(reports: &mut mpsc::UnboundedReceiver<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), reports.recv())
+            .await
+            .expect("hashed")
+            .expect("the task lives")
+    }
+
     #[tokio::test]
     async fn every_piece_comes_back_once_with_its_own_hash() {
         let got = Arc::new(Mutex::new(BTreeMap::new()));
@@ -207,24 +229,14 @@ mod tests {
             for_readers: false,
         };
         assert!(hasher.hash(unhashed).is_ok());
-        let piece = tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
-            .await
-            .expect("hashed")
-            .expect("the task lives");
+        let piece = next(&mut done_rx).await;
         assert_eq!(piece, 2);
         assert!(start.elapsed() < HOLD, "{:?}", start.elapsed());
     }
 
     #[tokio::test]
     async fn a_lone_piece_is_not_held_much_past_the_hold() {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let hasher = BatchHasher::spawn(
-            16,
-            || false,
-            move |p: Unhashed, digest| {
-                let _ = done_tx.send((p.piece, digest));
-            },
-        );
+        let (hasher, mut done_rx) = reporting_hasher();
         let start = std::time::Instant::now();
         let bytes = piece_bytes(7, 1 << 14);
         let unhashed = Unhashed {
@@ -233,10 +245,7 @@ mod tests {
             for_readers: true,
         };
         assert!(hasher.hash(unhashed).is_ok());
-        let (piece, digest) = tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
-            .await
-            .expect("hashed")
-            .expect("the task lives");
+        let (piece, digest) = next(&mut done_rx).await;
         assert_eq!(piece, 7);
         assert_eq!(&Sha1::digest(&bytes)[..], &digest[..]);
         assert!(start.elapsed() >= HOLD, "it waited for company");
@@ -245,14 +254,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_piece_on_its_way_is_hashed_with_its_batch_at_once() {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let hasher = BatchHasher::spawn(
-            16,
-            || false,
-            move |p: Unhashed, digest| {
-                let _ = done_tx.send((p.piece, digest));
-            },
-        );
+        let (hasher, mut done_rx) = reporting_hasher();
         let start = std::time::Instant::now();
         // Three pieces, the third the last on its way: a batch of three,
         // not held for thirteen more.
@@ -271,10 +273,7 @@ mod tests {
         }
         let mut got = Vec::new();
         for _ in 0..3 {
-            let (piece, digest) = tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
-                .await
-                .expect("hashed")
-                .expect("the task lives");
+            let (piece, digest) = next(&mut done_rx).await;
             assert_eq!(&Sha1::digest(piece_bytes(piece, 1 << 14))[..], &digest[..]);
             got.push(piece);
         }
