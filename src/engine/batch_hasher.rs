@@ -6,8 +6,9 @@
 //! at a time with the CPU's SHA instructions; but a download from one
 //! peer completes its pieces one after another, in order, so sixteen are
 //! only at hand if each waits for the next. This task holds a piece for
-//! at most [`HOLD`] (or until the batch is full, or the memory for
-//! assembling pieces runs short): while one batch is hashed, the next
+//! at most [`HOLD`] (or until the batch is full, the memory for
+//! assembling pieces runs short, or the sender says no other piece is on
+//! its way: [`BatchHasher::hash_last`]): while one batch is hashed, the next
 //! gathers, so under load batches fill by themselves, and a slow
 //! download's pieces are held no longer than that.
 
