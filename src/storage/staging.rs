@@ -252,24 +252,24 @@ pub enum Put {
 /// is filled), from the buffer, while it is still in the CPU's cache.
 struct Assembly {
     buffer: AlignedBuf,
-    /// Hashed as its blocks land (otherwise all at once, when complete).
+    /// Hashed as its blocks land. False for a piece left for a batch hash,
+    /// and once a block lands inside the hashed prefix again (the hash so
+    /// far may not be of the bytes now in the buffer): then it is hashed
+    /// afresh, whole, when complete.
     hashing: bool,
     sha: Sha1,
     hashed: usize,
     /// Blocks past the hashed prefix: offset to length.
     waiting: BTreeMap<usize, usize>,
-    /// A block landed inside the hashed prefix again: the hash so far may
-    /// not be of the bytes now in the buffer, so it is taken afresh.
-    rehash: bool,
 }
 
 impl Assembly {
     fn landed(&mut self, offset: usize, len: usize) {
-        if self.rehash || !self.hashing {
+        if !self.hashing {
             return;
         }
         if offset < self.hashed || self.waiting.contains_key(&offset) {
-            self.rehash = true;
+            self.hashing = false;
             self.waiting.clear();
             return;
         }
@@ -382,7 +382,6 @@ impl StagedPieces {
                             sha: Sha1::new(),
                             hashed: 0,
                             waiting: BTreeMap::new(),
-                            rehash: false,
                         }));
                         table.pieces.insert(piece, Slot::Memory(assembly.clone()));
                         assembly
@@ -469,11 +468,10 @@ impl StagedPieces {
                     sha: assembly.sha.clone(),
                     hashed: assembly.hashed,
                     waiting: BTreeMap::new(),
-                    rehash: assembly.rehash,
                 }
             }
         };
-        let partial = if assembly.rehash || !assembly.hashing {
+        let partial = if !assembly.hashing {
             Partial::nothing()
         } else {
             Partial {
