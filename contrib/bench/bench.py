@@ -160,6 +160,16 @@ class Bench:
             time.sleep(interval)
         raise BenchError("%s: not done within %d s" % (what, limit))
 
+    @staticmethod
+    def settle():
+        """Writes back what earlier runs left dirty in the page cache
+        (every client but swarmfs downloads through it, and the content
+        file is written so) before a timed run starts: the kernel writes
+        dirty pages back 30 s after they were written, which fell in the
+        middle of whichever run came then and stalled its writes behind
+        up to a GiB of someone else's data."""
+        os.sync()
+
     def drop_caches(self):
         subprocess.run(["sync"])
         with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -362,6 +372,7 @@ class Bench:
                 samples.append((time.monotonic() - start, min(allocated(data), total)))
                 stop_sampling.wait(0.1)
 
+        self.settle()
         start = time.monotonic()
         proc = self.spawn(argv, logf, env=env)
         sampler = threading.Thread(target=sample, daemon=True)
@@ -424,6 +435,7 @@ class Bench:
             argv = ["btfs", "-f", "--data-directory=" + data, "--min-port=%d" % port, "--max-port=%d" % port,
                     self.torrent, mnt]
             prefix = os.path.join(mnt, "content")
+        self.settle()
         start = time.monotonic()
         proc = self.spawn(self.in_ns(self.ns_dst, argv), logf)
         name = self.files[0][0]
