@@ -1,5 +1,6 @@
 # A disk that fills up mid-download: the data directory is a 3 MiB tmpfs
-# and the torrent 8 MB. swarmfs says so on `event` and in `stats`, stops
+# and the torrent 8 MB, too large for its files' space to be reserved
+# (the log warns). swarmfs says so on `event` and in `stats`, stops
 # requesting (the seeder's upload counter stops), keeps every verified
 # piece, and after the filesystem grows and `start` it finishes with the
 # right bytes. Also: a read-only data directory is a clear error at mount
@@ -20,6 +21,13 @@ mount -t tmpfs -o size=3m tmpfs "$small"
 track_fs_mount "$small"
 mnt="$SCRATCH/mnt"
 mount_swarmfs "$torrent" "$mnt" "data=$small,port=0,bind=127.0.0.1,no_trackers"
+# Neither 4 MB file fits the 3 MiB: their space could not be reserved, and
+# the log says so, naming them (the 5-byte file's was).
+for f in one.bin two.bin; do
+    wait_until 5 grep -q "space not reserved.*content/.*$f.*No space left on device\|space not reserved.*No space left on device.*content/.*$f" "$SCRATCH/swarmfs.log" ||
+        fail "no warning for $f: $(grep -i reserved "$SCRATCH/swarmfs.log")"
+done
+grep -q "space not reserved.*three.txt" "$SCRATCH/swarmfs.log" && fail "three.txt was not reserved"
 # Listening before the download starts: over loopback it fills 3 MiB at once.
 timeout 120 cat "$mnt/event" >"$SCRATCH/events" 2>/dev/null &
 track_pid $!

@@ -75,6 +75,49 @@ fn download_layout_round_trips_blocks_across_files() {
 }
 
 #[test]
+fn new_files_have_their_space_reserved_and_existing_ones_are_only_extended() {
+    use std::os::unix::fs::MetadataExt;
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = make_tree(source_dir.path(), "content", TREE);
+    let (meta, _) = torrent_of(&source, PIECE);
+    let data = tempfile::tempdir().unwrap();
+    // A user's file already there, shorter than the torrent's: its bytes
+    // stay, and it is extended, not reserved (it is not ours to fill).
+    std::fs::create_dir_all(data.path().join("content")).unwrap();
+    std::fs::write(data.path().join("content/a.bin"), b"user bytes").unwrap();
+
+    let store = Storage::open(&meta, data.path(), OpenMode::Create).unwrap();
+    assert_eq!(store.unreserved().count(), 0);
+    let on_disk = |name: &str| std::fs::metadata(data.path().join("content").join(name)).unwrap();
+    for (name, len) in [
+        ("sub/b.bin", 16_384),
+        ("sub/deeper/c.bin", 70_001),
+        ("z.txt", 5),
+    ] {
+        let m = on_disk(name);
+        assert_eq!(m.len(), len, "{name}");
+        assert!(
+            m.blocks() * 512 >= len,
+            "{name}: {} bytes allocated",
+            m.blocks() * 512
+        );
+    }
+    let a = on_disk("a.bin");
+    assert_eq!(a.len(), 40_000);
+    assert!(
+        a.blocks() * 512 < 40_000,
+        "a.bin was filled: {} bytes allocated",
+        a.blocks() * 512
+    );
+    let bytes = std::fs::read(data.path().join("content/a.bin")).unwrap();
+    assert_eq!(&bytes[..10], b"user bytes");
+    assert!(bytes[10..].iter().all(|&b| b == 0));
+    // Reserved space reads as zeros: nothing is had before it is written.
+    let none = check::verify_pieces(&store, 2, &|_| true, &|_| {}).unwrap();
+    assert_eq!(none.count_ones(), 0);
+}
+
+#[test]
 fn verification_finds_exactly_the_damaged_pieces() {
     let dir = tempfile::tempdir().unwrap();
     let source = make_tree(dir.path(), "content", TREE);

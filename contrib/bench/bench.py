@@ -305,6 +305,9 @@ class Bench:
         total = self.args.size
         env = None
         finish = None
+        # Bytes on disk, the blocks the data directory holds: what every
+        # client has written so far (they allocate as they write).
+        progress = lambda: allocated(data)
         if client == "swarmfs":
             mnt = os.path.join(run_dir, "mnt")
             os.makedirs(mnt)
@@ -322,6 +325,10 @@ class Bench:
             def finish():
                 with open(os.path.join(mnt, "ctl"), "w") as f:
                     f.write("quit\n")
+
+            # swarmfs reserves a new file's blocks when it creates it: its
+            # own count of verified bytes, each piece written once verified.
+            progress = lambda: swarmfs_have(mnt)
         elif client == "aria2":
             argv = ["aria2c", "--interface=" + DST_IP, "--enable-dht=false", "--enable-dht6=false",
                     "--bt-enable-lpd=false", "--enable-peer-exchange=false", "--seed-time=0",
@@ -369,7 +376,7 @@ class Bench:
 
         def sample():
             while not stop_sampling.is_set():
-                samples.append((time.monotonic() - start, min(allocated(data), total)))
+                samples.append((time.monotonic() - start, min(progress(), total)))
                 stop_sampling.wait(0.1)
 
         self.settle()
@@ -504,7 +511,7 @@ class Bench:
         # When swarmfs has the whole file on disk: a streaming read that
         # ends well after it lagged behind the download, one that ends
         # with it was held to a download slower than a plain one.
-        on_disk = OnDisk(os.path.join(run_dir, "data", "content", name), size) if fs == "swarmfs" else None
+        on_disk = OnDisk(mnt, size) if fs == "swarmfs" else None
         r = subprocess.run(["timeout", str(self.args.timeout), sys.executable, SEQREAD, os.path.join(prefix, name), ref],
                            stdout=subprocess.PIPE, text=True)
         on_disk_at = on_disk.stop() if on_disk else None
@@ -710,12 +717,14 @@ class Bench:
 
 
 class OnDisk:
-    """Watches `path` (every 20 ms, a stat) for the moment all of its `size`
-    bytes have disk blocks: for swarmfs, whose pieces are written whole
-    once verified, the moment the last of them was written."""
+    """Watches the swarmfs mount `mnt` (every 20 ms, its `stats`) for the
+    moment all `size` bytes are verified: swarmfs writes each piece whole
+    once verified and counts it after, so the moment the last of them was
+    written. (Not the file's disk blocks: swarmfs reserves them all when it
+    creates the file.)"""
 
-    def __init__(self, path, size):
-        self.path, self.size = path, size
+    def __init__(self, mnt, size):
+        self.mnt, self.size = mnt, size
         self.at = None
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.watch, daemon=True)
@@ -724,7 +733,7 @@ class OnDisk:
     def watch(self):
         while not self.done.is_set():
             try:
-                if os.stat(self.path).st_blocks * 512 >= self.size:
+                if swarmfs_have(self.mnt) >= self.size:
                     self.at = time.monotonic()
                     return
             except OSError:
@@ -736,6 +745,19 @@ class OnDisk:
         self.done.set()
         self.thread.join()
         return self.at
+
+
+def swarmfs_have(mnt):
+    """The bytes a swarmfs mount has verified (`have` in its `stats`); 0
+    before it answers."""
+    try:
+        with open(os.path.join(mnt, "stats")) as f:
+            for line in f:
+                if line.startswith("have "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def allocated(path):

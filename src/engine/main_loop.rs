@@ -394,6 +394,9 @@ impl MainLoop {
         // Trust must be judged before opening, which creates and extends files.
         let trusted = resume::trusted_have(&config.data_dir, &meta, &resume_path);
         let storage = Arc::new(Storage::open(&meta, &config.data_dir, OpenMode::Create)?);
+        for (path, why) in storage.unreserved() {
+            warn!(log, "space not reserved; the download may run out of room"; "file" => path.display().to_string(), "error" => why);
+        }
         let (listener, listen) = match config.listen {
             Some(addr) => {
                 let listener = match TcpListener::bind(addr).await {

@@ -77,7 +77,9 @@ impl StorageError {
 pub enum OpenMode {
     /// Open what exists; missing files count as missing data. Used by `check`.
     ReadOnly,
-    /// Create missing directories and files and extend short files (sparse).
+    /// Create missing directories and files, reserving the space of a new
+    /// file where the filesystem can (see [`create_file`]), and extend short
+    /// files (sparse).
     Create,
 }
 
@@ -112,6 +114,9 @@ struct StoredFile {
     dirty: AtomicBool,
     /// Held bytes before we opened it (it existed and was not empty).
     had_data: bool,
+    /// Why its space could not be reserved when it was created, if the
+    /// filesystem could have (no room, say): it is sparse instead.
+    unreserved: Option<String>,
 }
 
 impl StoredFile {
@@ -145,15 +150,16 @@ impl Storage {
         for entry in &meta.files {
             let relative = entry.relative_path();
             let path = root.join(&relative);
-            let (handle, direct, had_data) = match mode {
-                OpenMode::ReadOnly => (open_existing(root, &relative)?, None, true),
+            let (handle, direct, had_data, unreserved) = match mode {
+                OpenMode::ReadOnly => (open_existing(root, &relative)?, None, true, None),
                 OpenMode::Create => {
-                    let (file, had_data) = create_file(root, &relative, entry.length)?;
+                    let created = create_file(root, &relative, entry.length)?;
+                    let (file, had_data) = (created.file, created.had_data);
                     // Not every filesystem takes O_DIRECT (older tmpfs,
                     // some FUSE ones): then every write goes through the
                     // page cache.
                     let direct = open_beneath(root, &relative, Access::WriteDirect).ok();
-                    (Some(file), direct, had_data)
+                    (Some(file), direct, had_data, created.unreserved)
                 }
             };
             files.push(StoredFile {
@@ -164,6 +170,7 @@ impl Storage {
                 direct_refused: AtomicBool::new(false),
                 dirty: AtomicBool::new(false),
                 had_data,
+                unreserved,
             });
         }
         Ok(Storage {
@@ -174,6 +181,15 @@ impl Storage {
             writable: mode == OpenMode::Create,
             root: root.to_owned(),
         })
+    }
+
+    /// The files created without their space reserved although the
+    /// filesystem reserves space (it had too little room, say), and why:
+    /// a download into them may run out of room later.
+    pub fn unreserved(&self) -> impl Iterator<Item = (&Path, &str)> {
+        self.files
+            .iter()
+            .filter_map(|f| Some((f.path.as_path(), f.unreserved.as_deref()?)))
     }
 
     /// True when every file was missing or empty before we opened it: there
@@ -684,20 +700,70 @@ fn open_existing(root: &Path, relative: &Path) -> Result<Option<File>, StorageEr
     }
 }
 
-/// Opens or creates the file, extended to `length`; also says whether it
-/// held any bytes before.
-fn create_file(root: &Path, relative: &Path, length: u64) -> Result<(File, bool), StorageError> {
+/// A data file opened for the download by [`create_file`].
+struct CreatedFile {
+    file: File,
+    /// It existed and held bytes.
+    had_data: bool,
+    /// Why its space could not be reserved, where the filesystem reserves.
+    unreserved: Option<String>,
+}
+
+/// Opens or creates the file, extended to `length`.
+///
+/// A new (empty) file has its whole length reserved (`fallocate`): blocks
+/// allocated but unwritten, read as zeros. A full disk then shows when the
+/// download starts, not halfway, the file lies in few extents, and, on
+/// ext4, `O_DIRECT` writes into allocated blocks take the file's lock
+/// shared: into a sparse file each held it alone until the device was
+/// done, so piece writes went to the device one at a time and a block
+/// written through the page cache waited behind them (see
+/// docs/performance.md). Where the filesystem cannot reserve (tmpfs of
+/// old, some FUSE ones) or the room is not there, the file is sparse as
+/// before; the reason for the latter is kept for a warning.
+fn create_file(root: &Path, relative: &Path, length: u64) -> Result<CreatedFile, StorageError> {
     let path = root.join(relative);
     std::fs::create_dir_all(root).map_err(|e| StorageError::io("create directory", root, e))?;
     let file = open_beneath(root, relative, Access::Create)?;
     let metadata = regular_file_metadata(&file, &path)?;
+    let mut unreserved = None;
+    if metadata.len() == 0 && length > 0 {
+        match reserve(&file, length) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {}
+            Err(e) => unreserved = Some(e.to_string()),
+        }
+    }
     // Extend, never truncate: bytes past the torrent's length are the
     // user's, and shrinking a file could destroy data another torrent shares.
-    if metadata.len() < length {
+    // (A reserved file already has its length.)
+    if file
+        .metadata()
+        .map_err(|e| StorageError::io("stat", &path, e))?
+        .len()
+        < length
+    {
         file.set_len(length)
             .map_err(|e| StorageError::io("extend", &path, e))?;
     }
-    Ok((file, metadata.len() > 0))
+    Ok(CreatedFile {
+        file,
+        had_data: metadata.len() > 0,
+        unreserved,
+    })
+}
+
+/// Allocates `length` bytes of `file` from its start, and sets its size.
+fn reserve(file: &File, length: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let length =
+        libc::off_t::try_from(length).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: a plain system call on a descriptor `file` owns.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, length) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
