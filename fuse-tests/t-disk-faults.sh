@@ -64,6 +64,15 @@ done
 total=$(stat_of "$SCRATCH/seedmnt" uploaded)
 [ "$total" -lt $((8000000 + 2000000)) ] || fail "the seeder sent $total bytes for an 8 MB torrent"
 
+# `-o sparse`: a new data file gets its length and no blocks (the first
+# mount reserved three.txt's; without room for the rest).
+mkdir "$small/sparse"
+mount_swarmfs "$torrent" "$SCRATCH/sparsemnt" "data=$small/sparse,port=0,bind=127.0.0.1,no_trackers,sparse"
+expect_eq "size of one.bin under -o sparse" "$(stat -c %s "$SCRATCH/content/one.bin")" "$(stat -c %s "$small/sparse/content/one.bin")"
+expect_eq "blocks of one.bin under -o sparse" 0 "$(stat -c %b "$small/sparse/content/one.bin")"
+echo quit >"$SCRATCH/sparsemnt/ctl"
+wait_until 10 bash -c "! mountpoint -q '$SCRATCH/sparsemnt'" || fail "sparse mount did not go"
+
 # A data file deleted under the running mount: reads still work (the open
 # handle keeps the bytes), and swarmfs keeps running.
 rm "$small/content/one.bin"

@@ -53,7 +53,7 @@ struct MountArgs {
     #[arg(short = 'f', long)]
     foreground: bool,
     /// Comma-separated options: data=DIR, port=N, bind=IP, peer=HOST:PORT,
-    /// up=RATE, down=RATE, max_peers=N, log=FILE, allow_other, no_trackers,
+    /// up=RATE, down=RATE, max_peers=N, log=FILE, allow_other, no_trackers, sparse,
     /// and mount(8)'s generic ones (ignored).
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
@@ -131,6 +131,9 @@ enum Command {
         /// Do not announce to the torrent's trackers.
         #[arg(long)]
         no_trackers: bool,
+        /// Leave new data files sparse instead of reserving their space.
+        #[arg(long)]
+        sparse: bool,
         /// Keep seeding after the download completes, until interrupted.
         #[arg(long)]
         seed: bool,
@@ -250,6 +253,7 @@ fn main() -> ExitCode {
             bind,
             no_listen,
             no_trackers,
+            sparse,
             seed,
             up,
             down,
@@ -262,6 +266,7 @@ fn main() -> ExitCode {
                 .map(|p| resolve_peer(p))
                 .collect::<Result<_, _>>()?;
             config.use_trackers = !no_trackers;
+            config.sparse = sparse;
             config.up_limit = up;
             config.down_limit = down;
             config.max_peers = max_peers;
@@ -622,6 +627,7 @@ fn mount_settings(args: &MountArgs, meta: &Metainfo) -> Result<MountSettings, Fa
     let mut max_peers = None;
     let mut log_file = None;
     let mut use_trackers = true;
+    let mut sparse = false;
     for option in args.options.iter().flat_map(|o| o.split(',')) {
         let (key, value) = match option.split_once('=') {
             Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -661,6 +667,7 @@ fn mount_settings(args: &MountArgs, meta: &Metainfo) -> Result<MountSettings, Fa
             "log" => log_file = Some(PathBuf::from(value_of("FILE")?)),
             "allow_other" => allow_other = true,
             "no_trackers" => use_trackers = false,
+            "sparse" => sparse = true,
             generic if GENERIC_MOUNT_OPTIONS.contains(&generic) => {}
             other => return Err(Failure(format!("unknown option -o {other}"))),
         }
@@ -685,6 +692,7 @@ fn mount_settings(args: &MountArgs, meta: &Metainfo) -> Result<MountSettings, Fa
     config.up_limit = up.unwrap_or(0);
     config.down_limit = down.unwrap_or(0);
     config.use_trackers = use_trackers;
+    config.sparse = sparse;
     if let Some(n) = max_peers {
         config.max_peers = n;
     }

@@ -75,7 +75,7 @@ fn download_layout_round_trips_blocks_across_files() {
 }
 
 #[test]
-fn new_files_have_their_space_reserved_and_existing_ones_are_only_extended() {
+fn new_files_have_their_space_reserved_unless_sparse_and_existing_ones_are_only_extended() {
     use std::os::unix::fs::MetadataExt;
     let source_dir = tempfile::tempdir().unwrap();
     let source = make_tree(source_dir.path(), "content", TREE);
@@ -113,6 +113,15 @@ fn new_files_have_their_space_reserved_and_existing_ones_are_only_extended() {
     assert_eq!(&bytes[..10], b"user bytes");
     assert!(bytes[10..].iter().all(|&b| b == 0));
     // Reserved space reads as zeros: nothing is had before it is written.
+    let none = check::verify_pieces(&store, 2, &|_| true, &|_| {}).unwrap();
+    assert_eq!(none.count_ones(), 0);
+
+    // `-o sparse`: new files get their length and no blocks.
+    let sparse = tempfile::tempdir().unwrap();
+    let store = Storage::open(&meta, sparse.path(), OpenMode::CreateSparse).unwrap();
+    let m = std::fs::metadata(sparse.path().join("content/sub/deeper/c.bin")).unwrap();
+    assert_eq!(m.len(), 70_001);
+    assert_eq!(m.blocks(), 0);
     let none = check::verify_pieces(&store, 2, &|_| true, &|_| {}).unwrap();
     assert_eq!(none.count_ones(), 0);
 }

@@ -393,7 +393,12 @@ impl MainLoop {
         let resume_path = resume::path_for(&config.data_dir, &meta);
         // Trust must be judged before opening, which creates and extends files.
         let trusted = resume::trusted_have(&config.data_dir, &meta, &resume_path);
-        let storage = Arc::new(Storage::open(&meta, &config.data_dir, OpenMode::Create)?);
+        let mode = if config.sparse {
+            OpenMode::CreateSparse
+        } else {
+            OpenMode::Create
+        };
+        let storage = Arc::new(Storage::open(&meta, &config.data_dir, mode)?);
         for (path, why) in storage.unreserved() {
             warn!(log, "space not reserved; the download may run out of room"; "file" => path.display().to_string(), "error" => why);
         }

@@ -82,6 +82,8 @@ pub struct Config {
     pub down_limit: u64,
     /// Announce to the torrent's trackers.
     pub use_trackers: bool,
+    /// New data files are sparse, not reserved whole when created.
+    pub sparse: bool,
     /// Unchoke slots (tit-for-tat), besides the optimistic one.
     pub upload_slots: usize,
     /// Send a keep-alive after this long without sending anything.
@@ -110,6 +112,7 @@ impl Config {
             up_limit: 0,
             down_limit: 0,
             use_trackers: true,
+            sparse: false,
             upload_slots: choker::SLOTS,
             keepalive: Duration::from_secs(90),
             silence_limit: Duration::from_secs(120),

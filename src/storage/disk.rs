@@ -81,6 +81,9 @@ pub enum OpenMode {
     /// file where the filesystem can (see [`create_file`]), and extend short
     /// files (sparse).
     Create,
+    /// As `Create`, but new files are sparse too (`-o sparse`): their
+    /// blocks are allocated as pieces are written.
+    CreateSparse,
 }
 
 /// What a file looked like on disk: enough to notice that it changed.
@@ -152,8 +155,9 @@ impl Storage {
             let path = root.join(&relative);
             let (handle, direct, had_data, unreserved) = match mode {
                 OpenMode::ReadOnly => (open_existing(root, &relative)?, None, true, None),
-                OpenMode::Create => {
-                    let created = create_file(root, &relative, entry.length)?;
+                OpenMode::Create | OpenMode::CreateSparse => {
+                    let reserve = mode == OpenMode::Create;
+                    let created = create_file(root, &relative, entry.length, reserve)?;
                     let (file, had_data) = (created.file, created.had_data);
                     // Not every filesystem takes O_DIRECT (older tmpfs,
                     // some FUSE ones): then every write goes through the
@@ -178,7 +182,7 @@ impl Storage {
             recent: Arc::new(RecentPieces::new(RECENT_CAP)),
             piece_hashes: meta.piece_hashes.clone(),
             files,
-            writable: mode == OpenMode::Create,
+            writable: mode != OpenMode::ReadOnly,
             root: root.to_owned(),
         })
     }
@@ -711,7 +715,7 @@ struct CreatedFile {
 
 /// Opens or creates the file, extended to `length`.
 ///
-/// A new (empty) file has its whole length reserved (`fallocate`): blocks
+/// With `reserve`, a new (empty) file has its whole length reserved (`fallocate`): blocks
 /// allocated but unwritten, read as zeros. A full disk then shows when the
 /// download starts, not halfway, the file lies in few extents, and, on
 /// ext4, `O_DIRECT` writes into allocated blocks take the file's lock
@@ -721,14 +725,19 @@ struct CreatedFile {
 /// docs/performance.md). Where the filesystem cannot reserve (tmpfs of
 /// old, some FUSE ones) or the room is not there, the file is sparse as
 /// before; the reason for the latter is kept for a warning.
-fn create_file(root: &Path, relative: &Path, length: u64) -> Result<CreatedFile, StorageError> {
+fn create_file(
+    root: &Path,
+    relative: &Path,
+    length: u64,
+    reserve: bool,
+) -> Result<CreatedFile, StorageError> {
     let path = root.join(relative);
     std::fs::create_dir_all(root).map_err(|e| StorageError::io("create directory", root, e))?;
     let file = open_beneath(root, relative, Access::Create)?;
     let metadata = regular_file_metadata(&file, &path)?;
     let mut unreserved = None;
-    if metadata.len() == 0 && length > 0 {
-        match reserve(&file, length) {
+    if reserve && metadata.len() == 0 && length > 0 {
+        match allocate(&file, length) {
             Ok(()) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {}
             Err(e) => unreserved = Some(e.to_string()),
@@ -754,7 +763,7 @@ fn create_file(root: &Path, relative: &Path, length: u64) -> Result<CreatedFile,
 }
 
 /// Allocates `length` bytes of `file` from its start, and sets its size.
-fn reserve(file: &File, length: u64) -> io::Result<()> {
+fn allocate(file: &File, length: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let length =
         libc::off_t::try_from(length).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
