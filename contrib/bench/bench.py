@@ -732,12 +732,9 @@ class OnDisk:
 
     def watch(self):
         while not self.done.is_set():
-            try:
-                if swarmfs_have(self.mnt) >= self.size:
-                    self.at = time.monotonic()
-                    return
-            except OSError:
-                pass
+            if swarmfs_have(self.mnt) >= self.size:
+                self.at = time.monotonic()
+                return
             self.done.wait(0.02)
 
     def stop(self):

@@ -157,13 +157,16 @@ impl Storage {
                 OpenMode::ReadOnly => (open_existing(root, &relative)?, None, true, None),
                 OpenMode::Create | OpenMode::CreateSparse => {
                     let reserve = mode == OpenMode::Create;
-                    let created = create_file(root, &relative, entry.length, reserve)?;
-                    let (file, had_data) = (created.file, created.had_data);
+                    let CreatedFile {
+                        file,
+                        had_data,
+                        unreserved,
+                    } = create_file(root, &relative, entry.length, reserve)?;
                     // Not every filesystem takes O_DIRECT (older tmpfs,
                     // some FUSE ones): then every write goes through the
                     // page cache.
                     let direct = open_beneath(root, &relative, Access::WriteDirect).ok();
-                    (Some(file), direct, had_data, created.unreserved)
+                    (Some(file), direct, had_data, unreserved)
                 }
             };
             files.push(StoredFile {
@@ -715,8 +718,8 @@ struct CreatedFile {
 
 /// Opens or creates the file, extended to `length`.
 ///
-/// With `reserve`, a new (empty) file has its whole length reserved (`fallocate`): blocks
-/// allocated but unwritten, read as zeros. A full disk then shows when the
+/// With `reserve`, a new (empty) file has its whole length reserved
+/// (`fallocate`): blocks allocated but unwritten, read as zeros. A full disk then shows when the
 /// download starts, not halfway, the file lies in few extents, and, on
 /// ext4, `O_DIRECT` writes into allocated blocks take the file's lock
 /// shared: into a sparse file each held it alone until the device was
@@ -736,22 +739,18 @@ fn create_file(
     let file = open_beneath(root, relative, Access::Create)?;
     let metadata = regular_file_metadata(&file, &path)?;
     let mut unreserved = None;
-    if reserve && metadata.len() == 0 && length > 0 {
+    let mut size = metadata.len();
+    if reserve && size == 0 && length > 0 {
         match allocate(&file, length) {
-            Ok(()) => {}
+            // It has its length now.
+            Ok(()) => size = length,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {}
             Err(e) => unreserved = Some(e.to_string()),
         }
     }
     // Extend, never truncate: bytes past the torrent's length are the
     // user's, and shrinking a file could destroy data another torrent shares.
-    // (A reserved file already has its length.)
-    if file
-        .metadata()
-        .map_err(|e| StorageError::io("stat", &path, e))?
-        .len()
-        < length
-    {
+    if size < length {
         file.set_len(length)
             .map_err(|e| StorageError::io("extend", &path, e))?;
     }
