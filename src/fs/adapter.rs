@@ -78,27 +78,36 @@ pub const PREFETCH_STEP: u64 = 4 << 20;
 
 /// The bytes of a file (`start` its offset in the torrent, `length` its
 /// size) to read ahead after a read that ends at `end` (an offset in the
-/// file): the verified pieces that follow, in a row, up to
-/// [`PREFETCH_BYTES`]; empty if the next piece is missing. A missing
-/// piece is never read ahead: the page cache would hold its hole.
+/// file): the runs of verified pieces among the next [`PREFETCH_BYTES`].
+/// Missing pieces are skipped, never read ahead (the page cache would hold
+/// their hole), but the verified ones past them are: a file that was
+/// downloading before anyone read it holds pieces scattered by
+/// rarest-first, and a reader that read each of those from the device
+/// only when it got there fell behind the download, then read the pieces
+/// the download let go behind it from the device too.
 pub fn verified_after(
     has: impl Fn(u32) -> bool,
     start: u64,
     length: u64,
     end: u64,
     piece_length: u64,
-) -> std::ops::Range<u64> {
+) -> Vec<std::ops::Range<u64>> {
     let piece_length = piece_length.max(1);
     let limit = end.saturating_add(PREFETCH_BYTES).min(length);
-    let mut upto = end;
-    while upto < limit {
-        let piece = (start + upto) / piece_length;
-        if !has(piece as u32) {
-            break;
+    let mut runs: Vec<std::ops::Range<u64>> = Vec::new();
+    let mut at = end;
+    while at < limit {
+        let piece = (start + at) / piece_length;
+        let next = ((piece + 1) * piece_length - start).min(limit);
+        if has(piece as u32) {
+            match runs.last_mut() {
+                Some(run) if run.end == at => run.end = next,
+                _ => runs.push(at..next),
+            }
         }
-        upto = ((piece + 1) * piece_length - start).min(limit);
+        at = next;
     }
-    end..upto
+    runs
 }
 
 thread_local! {
@@ -551,7 +560,7 @@ impl SwarmFs {
         let kept = self.data.kept_pieces();
         let read_on = move |have: &PieceSet| {
             if offset / PREFETCH_STEP == (offset + len) / PREFETCH_STEP {
-                return 0..0;
+                return Vec::new();
             }
             verified_after(
                 |p| have.contains(p) && !kept.contains(p),
@@ -580,7 +589,9 @@ impl SwarmFs {
             }
             // From disk: a reader that fell behind the kept pieces goes on
             // reading there, so read on ahead of it.
-            self.data.prefetch(index, read_on(&have));
+            for run in read_on(&have) {
+                self.data.prefetch(index, run);
+            }
             return READ_BUF.with_borrow_mut(|buf| {
                 if buf.len() < len as usize {
                     buf.resize(len as usize, 0);
@@ -615,7 +626,9 @@ impl SwarmFs {
                 if have.contains_all(first..last + 1) {
                     let ahead = read_on(&have);
                     let read = move || -> Result<Vec<u8>, Errno> {
-                        data.prefetch(index, ahead);
+                        for run in ahead {
+                            data.prefetch(index, run);
+                        }
                         let mut buf = vec![0u8; len as usize];
                         let n = data
                             .read_file_at(index, offset, &mut buf)
@@ -1063,28 +1076,44 @@ mod tests {
         const MIB: u64 = 1 << 20;
         let have = |p: u32| p != 5 && p < 40;
         // A file from byte 100 of the torrent, 1 MiB pieces: a read ending
-        // at 2 MiB (in piece 2) reads ahead to the end of piece 4.
+        // at 2 MiB (in piece 2) reads ahead to the end of piece 4, skips
+        // piece 5 and reads on from piece 6, for PREFETCH_BYTES in all.
         assert_eq!(
             verified_after(have, 100, 30 * MIB, 2 * MIB, MIB),
-            2 * MIB..5 * MIB - 100
+            vec![
+                2 * MIB..5 * MIB - 100,
+                6 * MIB - 100..2 * MIB + PREFETCH_BYTES
+            ]
         );
-        // Piece 5 is missing: nothing after a read that ends in it.
-        assert!(verified_after(have, 0, 30 * MIB, 5 * MIB + 7, MIB).is_empty());
+        // A read that ends in missing piece 5: from piece 6 on.
+        assert_eq!(
+            verified_after(have, 0, 30 * MIB, 5 * MIB + 7, MIB),
+            vec![6 * MIB..5 * MIB + 7 + PREFETCH_BYTES]
+        );
+        // Pieces scattered (every third one here): each run read ahead on
+        // its own, none of the holes.
+        let scattered = |p: u32| p % 3 == 0;
+        assert_eq!(
+            verified_after(scattered, 0, 100 * MIB, 0, 4 * MIB),
+            vec![0..4 * MIB, 12 * MIB..16 * MIB]
+        );
         // All there: PREFETCH_BYTES, then the end of the file.
         assert_eq!(
             verified_after(have, 0, 100 * MIB, 6 * MIB, MIB),
-            6 * MIB..6 * MIB + PREFETCH_BYTES
+            vec![6 * MIB..6 * MIB + PREFETCH_BYTES]
         );
         assert_eq!(
             verified_after(have, 0, 10 * MIB, 6 * MIB, MIB),
-            6 * MIB..10 * MIB
+            vec![6 * MIB..10 * MIB]
         );
         assert!(verified_after(have, 0, 10 * MIB, 10 * MIB, MIB).is_empty());
         // Past the torrent's verified end: stops where pieces stop.
         assert_eq!(
             verified_after(have, 0, 64 * MIB, 30 * MIB, MIB),
-            30 * MIB..40 * MIB
+            vec![30 * MIB..40 * MIB]
         );
+        // Nothing verified ahead: nothing to read.
+        assert!(verified_after(|_| false, 0, 64 * MIB, 0, MIB).is_empty());
     }
 
     #[test]
