@@ -32,6 +32,11 @@ pub enum KeptPieces {
 /// `files/` read pulls forward.
 pub const RECENT_CAP: usize = 32 << 20;
 
+/// The most one `POSIX_FADV_WILLNEED` asks for (see [`Storage::prefetch`]):
+/// no more than the kernel reads for one when the device's read-ahead and
+/// I/O size are small (128 KiB and 1280 KiB are common defaults).
+const PREFETCH_CHUNK: u64 = 1 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("cannot {op} {path}: {source}")]
@@ -296,17 +301,22 @@ impl Storage {
         let Some(handle) = self.files.get(file).and_then(|f| f.handle.as_ref()) else {
             return;
         };
-        if range.is_empty() {
-            return;
-        }
-        // Advice: whatever it returns, the read that follows is the same.
-        unsafe {
-            libc::posix_fadvise(
-                handle.as_raw_fd(),
-                range.start as libc::off_t,
-                (range.end - range.start) as libc::off_t,
-                libc::POSIX_FADV_WILLNEED,
-            );
+        // One piece of advice a chunk: the kernel reads at most the
+        // device's read-ahead size of each (8 MiB here, 128 KiB by
+        // default), and drops the rest of a longer range.
+        let mut at = range.start;
+        while at < range.end {
+            let len = (range.end - at).min(PREFETCH_CHUNK);
+            // Advice: whatever it returns, the read that follows is the same.
+            unsafe {
+                libc::posix_fadvise(
+                    handle.as_raw_fd(),
+                    at as libc::off_t,
+                    len as libc::off_t,
+                    libc::POSIX_FADV_WILLNEED,
+                );
+            }
+            at += len;
         }
     }
 
