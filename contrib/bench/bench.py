@@ -685,10 +685,13 @@ class Bench:
         if not args.no_alone:
             self.extra["hash_check"] = self.hash_check(args.rounds)
             self.extra["machine"] = self.machine()
-            # Cold reads vary more than downloads: at least 6 of them, an
-            # even number, so files/ and the data file each go first (the
+            # Cold reads vary more than downloads: a cold read of either
+            # path here takes 0.5 s or, one time in four or five, 0.65 to
+            # 1.5 s (the host's disk, whichever path reads). At least 12
+            # of them, an even number, so that a few slow ones do not set
+            # the median, and files/ and the data file each go first (the
             # order alternates) as often as the other.
-            rounds = max(args.rounds, 6)
+            rounds = max(args.rounds, 12)
             self.extra["files_read"] = self.files_read(rounds + rounds % 2)
         self.write(started)
 
