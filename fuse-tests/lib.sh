@@ -30,7 +30,7 @@ cleanup() {
         umount -l "$m"
     done
     for p in "${_remove[@]}"; do
-        rm -f "$p"
+        rm -rf "$p"
     done
     for p in "${_netns[@]}"; do
         ip netns del "$p"

@@ -9,16 +9,24 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 MIB=1048576
-mkdir -p "$SCRATCH/content" "$SCRATCH/data/content"
+# The data file on a filesystem whose pages can leave memory: on tmpfs the
+# page cache is the file, and nothing could show what was read ahead.
+data="$SCRATCH/data"
+if [ "$(stat -f -c %T "$SCRATCH")" = tmpfs ]; then
+    data=$(mktemp -d /var/tmp/swarmfs-read-ahead.XXXXXX)
+    remove_at_exit "$data"
+    [ "$(stat -f -c %T "$data")" != tmpfs ] || fail "no disk-backed directory: $SCRATCH and /var/tmp are tmpfs"
+fi
+mkdir -p "$SCRATCH/content" "$data/content"
 head -c $((24 * MIB)) /dev/urandom >"$SCRATCH/content/big.bin"
 "$SWARMFS" -q create "$SCRATCH/content" -l 1m --no-date -o "$SCRATCH/content.torrent" >/dev/null
-cp "$SCRATCH/content/big.bin" "$SCRATCH/data/content/big.bin"
+cp "$SCRATCH/content/big.bin" "$data/content/big.bin"
 for piece in 4 6; do
-    dd if=/dev/zero of="$SCRATCH/data/content/big.bin" bs=$MIB seek=$piece count=1 conv=notrunc status=none
+    dd if=/dev/zero of="$data/content/big.bin" bs=$MIB seek=$piece count=1 conv=notrunc status=none
 done
 
 mnt="$SCRATCH/mnt"
-mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$SCRATCH/data,port=0,bind=127.0.0.1"
+mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$data,port=0,bind=127.0.0.1"
 pid=$MOUNT_PID
 wait_until 30 sh -c "[ \"\$(awk '\$1 == \"have\" { print \$2 }' '$mnt/stats')\" = $((22 * MIB)) ]" ||
     fail "the check did not find 22 of 24 pieces: $(cat "$mnt/stats")"
@@ -26,7 +34,7 @@ wait_until 30 sh -c "[ \"\$(awk '\$1 == \"have\" { print \$2 }' '$mnt/stats')\" 
 # MiB of the data file's pages in the page cache from $1 to $2 MiB
 # (mincore on a mapping of it that touches none).
 resident() {
-    /usr/bin/python3 - "$SCRATCH/data/content/big.bin" "$1" "$2" <<'PY'
+    /usr/bin/python3 - "$data/content/big.bin" "$1" "$2" <<'PY'
 import ctypes, mmap, os, sys
 path, start, end = sys.argv[1], int(sys.argv[2]) << 20, int(sys.argv[3]) << 20
 fd = os.open(path, os.O_RDONLY)
@@ -49,7 +57,7 @@ PY
 import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
 os.fsync(fd)
-os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$SCRATCH/data/content/big.bin"
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$data/content/big.bin"
 before=$(resident 7 20)
 [ "$before" -le 1 ] || fail "pieces 7..19 still cached after DONTNEED: $before MiB"
 
