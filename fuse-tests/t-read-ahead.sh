@@ -28,7 +28,7 @@ done
 mnt="$SCRATCH/mnt"
 mount_swarmfs "$SCRATCH/content.torrent" "$mnt" "data=$data,port=0,bind=127.0.0.1"
 pid=$MOUNT_PID
-wait_until 30 sh -c "[ \"\$(awk '\$1 == \"have\" { print \$2 }' '$mnt/stats')\" = $((22 * MIB)) ]" ||
+wait_until 30 grep -qx "have $((22 * MIB))" "$mnt/stats" ||
     fail "the check did not find 22 of 24 pieces: $(cat "$mnt/stats")"
 
 # MiB of the data file's pages in the page cache from $1 to $2 MiB
@@ -67,12 +67,10 @@ got=$(timeout 30 dd if="$mnt/files/content/big.bin" bs=$MIB skip=3 count=1 statu
 expect_eq "piece 3" "$want" "$got"
 
 # The read-ahead is asynchronous.
-deadline=$((SECONDS + 20))
-until [ "$(resident 7 20)" -ge 13 ]; do
-    [ "$SECONDS" -lt "$deadline" ] ||
-        fail "pieces 7..19 not read ahead: $(resident 7 20) of 13 MiB cached; pieces $(cat "$mnt/pieces")"
-    sleep 0.1
-done
+export -f resident
+export data
+wait_until 20 bash -c '[ "$(resident 7 20)" -ge 13 ]' ||
+    fail "pieces 7..19 not read ahead: $(resident 7 20) of 13 MiB cached; pieces $(cat "$mnt/pieces")"
 echo quit >"$mnt/ctl"
 wait_exit "$pid" 10 || fail "still running after quit"
 echo "ok: pieces 7..19 read ahead past missing pieces 4 and 6"
