@@ -41,6 +41,9 @@ SWARMFS = os.environ.get("SWARMFS_BIN") or os.path.join(ROOT, "target", "release
 SWARMFS_VERBOSITY = os.environ.get("SWARMFS_LOG", "-q")
 LT_PEER = os.path.join(ROOT, "tests", "support", "lt_peer.py")
 SEQREAD = os.path.join(HERE, "seqread.py")
+# A FUSE filesystem that answers reads from memory (examples/nullfs.rs):
+# what a read through FUSE costs at the least, beside a download.
+NULLFS = os.path.join(ROOT, "target", "release", "examples", "nullfs")
 SRC_IP, DST_IP = "198.18.0.1", "198.18.0.2"
 TRACKER_PORT = 6969
 MiB = 1 << 20
@@ -85,6 +88,7 @@ class Bench:
         self.port = 7000
         self.runs = []
         self.extra = {}
+        self.null_path = None
 
     # ---- plumbing -------------------------------------------------------
 
@@ -182,6 +186,8 @@ class Bench:
             raise BenchError("run as root: network namespaces, FUSE mounts, drop_caches")
         if not os.path.exists(SWARMFS):
             raise BenchError("%s missing: cargo build --release" % SWARMFS)
+        if not (self.args.no_stream or self.args.no_floor) and not os.path.exists(NULLFS):
+            raise BenchError("%s missing: cargo build --release --example nullfs" % NULLFS)
         need = {"opentracker": "opentracker", "aria2c": "aria2", "transmission-cli": "transmission-cli",
                 "nsenter": "util-linux", "ip": "iproute2", "/usr/bin/time": "time", "btfs": "btfs",
                 "fusermount3": "fuse3"}
@@ -294,7 +300,10 @@ class Bench:
             if digest.hexdigest() != want:
                 raise BenchError("%s: %s differs from the source (sha256)" % (client, name))
 
-    def download(self, client, seeders, round_no):
+    def download(self, client, seeders, round_no, beside=None):
+        """One timed download. `beside(mnt)`, for swarmfs, runs in a
+        thread of its own from the start and must end with the download;
+        its return value is the run's "beside"."""
         run_dir = os.path.join(self.work, "run", client)
         shutil.rmtree(run_dir, ignore_errors=True)
         data = os.path.join(run_dir, "data")
@@ -384,6 +393,10 @@ class Bench:
         proc = self.spawn(argv, logf, env=env)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        beside_result = []
+        if beside:
+            beside_thread = threading.Thread(target=lambda: beside_result.append(beside(mnt)), daemon=True)
+            beside_thread.start()
         try:
             if done is None:
                 self.wait_for(client, lambda: proc.poll() is not None, self.args.timeout)
@@ -404,6 +417,8 @@ class Bench:
             stop_sampling.set()
             sampler.join()
             self.stop(proc, signal.SIGKILL, wait=5)
+            if beside:
+                beside_thread.join()
         samples.append((end - start, total))
         self.verify(client, data)
         usage = parse_time_v(timef)
@@ -415,6 +430,8 @@ class Bench:
             "cpu_s_per_gib": round((usage["user"] + usage["sys"]) * GiB / total, 2),
             "peak_rss_mib": round(usage["rss_kb"] / 1024, 1), "progress": samples,
         }
+        if beside:
+            run["beside"] = beside_result[0] if beside_result else None
         log("%-12s seeders=%d round=%s  %6.2f s  %6.1f MB/s  cpu %5.2f s  rss %5.1f MiB" % (
             client, seeders, round_no, wall, run["mb_per_s"], run["cpu_s"], run["peak_rss_mib"]))
         # The client's own log stays, for a run that needs explaining.
@@ -533,6 +550,44 @@ class Bench:
         log("stream %-8s seeders=%d round=%d  mount %.2f s  first byte %.3f s  sequential %.1f MB/s%s" % (
             fs, seeders, round_no, mount_s, first, result["sequential_mb_per_s"], lag))
         return result
+
+    def null_file(self):
+        """The file of examples/nullfs, mounted on first use as large as
+        the file the streaming reads read."""
+        if self.null_path is None:
+            mnt = os.path.join(self.work, "nullfs")
+            os.makedirs(mnt, exist_ok=True)
+            self.mounts.append(mnt)
+            logs = os.path.join(self.out, "logs")
+            os.makedirs(logs, exist_ok=True)
+            proc = self.spawn([NULLFS, mnt, str(self.files[0][1])], os.path.join(logs, "nullfs.log"))
+            path = os.path.join(mnt, "data")
+            self.wait_for("nullfs mount", lambda: os.path.exists(path), 30, proc=proc)
+            self.null_path = path
+        return self.null_path
+
+    def download_beside_null_read(self, seeders, round_no, rate):
+        """A plain swarmfs download while another process reads a file as
+        large as the streamed one through nullfs, from when the mount shows
+        its files (as the streaming reader does) at `rate` bytes a second:
+        what a read through FUSE that costs nothing to answer takes from a
+        download sharing the cores. No streaming read does better."""
+        path = self.null_file()
+
+        def read(mnt):
+            try:
+                self.wait_for("swarmfs mount", lambda: os.path.exists(os.path.join(mnt, "files")), 60)
+            except BenchError:
+                return None
+            r = subprocess.run(["timeout", str(self.args.timeout), sys.executable, SEQREAD, path, "-", "%d" % rate],
+                               stdout=subprocess.PIPE, text=True)
+            return float(r.stdout.split()[0]) if r.returncode == 0 else None
+
+        run = self.download("swarmfs", seeders, "null%d" % round_no, beside=read)
+        if run["beside"] is None:
+            raise BenchError("the read through nullfs beside the download failed (log: %s)" % (
+                tail(os.path.join(self.out, "logs", "nullfs.log"))))
+        return run
 
     # ---- swarmfs alone ----------------------------------------------------
 
@@ -662,6 +717,7 @@ class Bench:
                 # one run at 6dd911b had pairs from 0.67 to 1.06); btfs,
                 # whose sequential read takes minutes, in the usual number.
                 pairs = max(args.rounds, 10)
+                plains = [x["mb_per_s"] for x in self.runs if x["client"] == "swarmfs" and x["seeders"] == n]
                 for r in range(pairs + pairs % 2):
                     order = ["swarmfs", "btfs"] if r % 2 == 0 else ["btfs", "swarmfs"]
                     for fs in (f for f in order if f in args.stream_with and (f == "swarmfs" or r < args.rounds)):
@@ -675,11 +731,25 @@ class Bench:
                         # speed drifts by more than the 10% the target
                         # allows between the download rounds above and
                         # these (not counted in that table).
-                        plain = self.download("swarmfs", n, "stream%d" % r) if r % 2 else None
+                        # The floor (a read through nullfs beside a plain
+                        # download, paced at the plain downloads' median
+                        # speed) goes first in odd rounds, last in even
+                        # ones: the plain download sits between it and the
+                        # streaming read either way.
+                        floor = plain = None
+                        if r % 2:
+                            if not args.no_floor:
+                                floor = self.download_beside_null_read(n, r, median(plains) * 1e6)
+                            plain = self.download("swarmfs", n, "stream%d" % r)
                         result = self.stream(fs, n, r)
                         plain = plain or self.download("swarmfs", n, "stream%d" % r)
+                        plains.append(plain["mb_per_s"])
+                        if not args.no_floor and floor is None:
+                            floor = self.download_beside_null_read(n, r, median(plains) * 1e6)
                         result.update(paired(result, plain))
                         streaming.append(result)
+                        if floor:
+                            self.extra.setdefault("fuse_floor", []).append(floor_of(floor, plain, n, r))
             for p in seeders:
                 self.stop(p, signal.SIGINT)
         if not args.no_alone:
@@ -851,13 +921,17 @@ def summarize(runs, extra, args):
             out["targets"].append(target("first byte at a random offset, %d seeder(s): swarmfs %.3f s <= btfs %.3f s" % (
                 n, ours, theirs), ours / max(theirs, 1e-6), ours <= theirs))
         pairs = [s for s in st if s["fs"] == "swarmfs" and s["seeders"] == n and "streaming_to_plain" in s]
+        floors = [f["to_plain"] for f in extra.get("fuse_floor", []) if f["seeders"] == n]
+        if floors:
+            out.setdefault("fuse_floor", []).append({"seeders": n, "rounds": len(floors), "to_plain": median(floors)})
         if pairs:
             r = median([s["streaming_to_plain"] for s in pairs])
             out["targets"].append(target(
                 "sequential read of a downloading file / plain download next to it, %d seeder(s) >= 0.9 "
-                "(median of %d pairs; medians %.1f / %.1f MB/s, both from the mount's start)" % (
+                "(median of %d pairs; medians %.1f / %.1f MB/s, both from the mount's start%s)" % (
                     n, len(pairs), median([s["from_mount_mb_per_s"] for s in pairs]),
-                    median([s["plain_mb_per_s"] for s in pairs])),
+                    median([s["plain_mb_per_s"] for s in pairs]),
+                    "; a read through nullfs beside a plain download: %.2f" % median(floors) if floors else ""),
                 r, r >= 0.9))
     return out
 
@@ -869,6 +943,17 @@ def paired(streamed, plain):
         streamed["seeders"], streamed["round"], plain["mb_per_s"], ratio))
     return {"plain_wall_s": plain["wall_s"], "plain_mb_per_s": plain["mb_per_s"],
             "streaming_to_plain": round(ratio, 3)}
+
+
+def floor_of(beside, plain, seeders, round_no):
+    """The download beside a read through nullfs, held against the plain
+    download next to it."""
+    ratio = beside["mb_per_s"] / plain["mb_per_s"]
+    log("null read       seeders=%d round=%d  download beside it %.1f MB/s, plain %.1f MB/s, ratio %.2f" % (
+        seeders, round_no, beside["mb_per_s"], plain["mb_per_s"], ratio))
+    return {"seeders": seeders, "round": round_no, "wall_s": beside["wall_s"], "mb_per_s": beside["mb_per_s"],
+            "cpu_s": beside["cpu_s"], "read_s": round(beside["beside"], 3), "plain_mb_per_s": plain["mb_per_s"],
+            "to_plain": round(ratio, 3)}
 
 
 def target(what, value, ok):
@@ -947,6 +1032,14 @@ def markdown(meta, summary, extra):
                               " (all on disk at %.2f s, last byte %+.3f s after)" % (
                                   s["on_disk_s"], s["last_byte_after_s"]) if "on_disk_s" in s else "")
                               for s in pairs) + "."]
+    for f in summary.get("fuse_floor", []):
+        rounds = [x for x in extra.get("fuse_floor", []) if x["seeders"] == f["seeders"]]
+        lines += ["", "The floor for streaming through FUSE with %d seeder(s): a plain swarmfs download while another "
+                  "process reads as much through a FUSE filesystem that answers from memory (`examples/nullfs.rs`), "
+                  "at the plain downloads' median speed, ran at %.2f of the plain download next to it (median of %d; "
+                  "by round: %s)." % (f["seeders"], f["to_plain"], f["rounds"],
+                                      "; ".join("%.1f / %.1f MB/s = %.2f" % (x["mb_per_s"], x["plain_mb_per_s"], x["to_plain"])
+                                                for x in rounds))]
     retried = [s for s in extra.get("streaming", []) if s.get("retried")]
     if retried:
         lines += ["", "Mounted a second time after a failed mount: " + "; ".join(
@@ -1026,6 +1119,8 @@ def main():
     p.add_argument("--no-stream", action="store_true", help="skip the streaming comparison with btfs")
     p.add_argument("--stream-with", type=lambda s: s.split(","), default=["swarmfs", "btfs"],
                    help="filesystems to stream through (default swarmfs,btfs)")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip the plain downloads beside a read through nullfs (the streaming floor)")
     p.add_argument("--no-alone", action="store_true", help="skip files/ reads, hash check, machine limits")
     p.add_argument("--timeout", type=int, default=600, help="seconds a single download may take")
     p.add_argument("--out", default=os.path.join(os.getcwd(), "bench-results"), help="results directory")

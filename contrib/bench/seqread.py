@@ -1,10 +1,16 @@
 #!/usr/bin/python3
-"""Reads FILE from start to end as `cat` would (reads of 128 KiB, or of
+"""Usage: seqread.py FILE REF [RATE]
+
+Reads FILE from start to end as `cat` would (reads of 128 KiB, or of
 the file's st_blksize if that is larger), prints the seconds that took
 and the monotonic time it ended, then checks what was read against REF
 through the same open file: the bytes come back from the mount's page
 cache (or the filesystem again), never from a second path. Exit 1 if
 they differ.
+
+With RATE (bytes a second), no faster than that: the benchmark reads
+its null FUSE filesystem (examples/nullfs.rs) at the pace of a download
+beside it. REF `-` skips the check, for that filesystem's made-up bytes.
 
 The check is kept out of the timed read on purpose: comparing as it goes
 (`cmp FILE REF`) would also time reading REF and comparing, work that no
@@ -42,6 +48,7 @@ def read_size(st):
 
 def main():
     path, ref = sys.argv[1], sys.argv[2]
+    rate = float(sys.argv[3]) if len(sys.argv) > 3 else None
     start = time.monotonic()
     fd = os.open(path, os.O_RDONLY)
     # Page-aligned, as cat's buffer is: a direct-I/O read into a buffer
@@ -56,8 +63,15 @@ def main():
         if n == 0:
             break
         total += n
+        if rate:
+            ahead = start + total / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
     end = time.monotonic()
     seconds = end - start
+    if ref == "-":
+        print("%.6f %.6f" % (seconds, end))
+        return 0
     with open(ref, "rb") as r:
         offset = 0
         while True:
