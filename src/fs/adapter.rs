@@ -589,9 +589,7 @@ impl SwarmFs {
             }
             // From disk: a reader that fell behind the kept pieces goes on
             // reading there, so read on ahead of it.
-            for run in read_on(&have) {
-                self.data.prefetch(index, run);
-            }
+            self.data.prefetch(index, read_on(&have));
             return READ_BUF.with_borrow_mut(|buf| {
                 if buf.len() < len as usize {
                     buf.resize(len as usize, 0);
@@ -626,9 +624,7 @@ impl SwarmFs {
                 if have.contains_all(first..last + 1) {
                     let ahead = read_on(&have);
                     let read = move || -> Result<Vec<u8>, Errno> {
-                        for run in ahead {
-                            data.prefetch(index, run);
-                        }
+                        data.prefetch(index, ahead);
                         let mut buf = vec![0u8; len as usize];
                         let n = data
                             .read_file_at(index, offset, &mut buf)

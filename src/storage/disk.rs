@@ -294,29 +294,31 @@ impl Storage {
         Ok(done)
     }
 
-    /// Asks the kernel to read `range` of file `file` into the page cache,
-    /// without waiting (for a reader about to read it from disk).
-    pub fn prefetch(&self, file: usize, range: std::ops::Range<u64>) {
+    /// Asks the kernel to read `ranges` of file `file` into the page cache,
+    /// without waiting (for a reader about to read them from disk).
+    pub fn prefetch(&self, file: usize, ranges: impl IntoIterator<Item = std::ops::Range<u64>>) {
         use std::os::fd::AsRawFd;
         let Some(handle) = self.files.get(file).and_then(|f| f.handle.as_ref()) else {
             return;
         };
-        // One piece of advice a chunk: the kernel reads at most the
-        // device's read-ahead size of each (8 MiB here, 128 KiB by
-        // default), and drops the rest of a longer range.
-        let mut at = range.start;
-        while at < range.end {
-            let len = (range.end - at).min(PREFETCH_CHUNK);
-            // Advice: whatever it returns, the read that follows is the same.
-            unsafe {
-                libc::posix_fadvise(
-                    handle.as_raw_fd(),
-                    at as libc::off_t,
-                    len as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                );
+        for range in ranges {
+            // One piece of advice a chunk: the kernel reads at most the
+            // device's read-ahead size of each (8 MiB here, 128 KiB by
+            // default), and drops the rest of a longer range.
+            let mut at = range.start;
+            while at < range.end {
+                let len = (range.end - at).min(PREFETCH_CHUNK);
+                // Advice: whatever it returns, the read that follows is the same.
+                unsafe {
+                    libc::posix_fadvise(
+                        handle.as_raw_fd(),
+                        at as libc::off_t,
+                        len as libc::off_t,
+                        libc::POSIX_FADV_WILLNEED,
+                    );
+                }
+                at += len;
             }
-            at += len;
         }
     }
 
@@ -466,7 +468,10 @@ impl Storage {
         let len = self.layout.piece_size(piece);
         if let Ok(segments) = self.segments(piece, 0, len) {
             for s in segments {
-                self.prefetch(s.file, s.file_offset..s.file_offset + s.len);
+                self.prefetch(
+                    s.file,
+                    std::iter::once(s.file_offset..s.file_offset + s.len),
+                );
             }
         }
     }
