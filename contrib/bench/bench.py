@@ -571,7 +571,8 @@ class Bench:
         large as the streamed one through nullfs, from when the mount shows
         its files (as the streaming reader does) at `rate` bytes a second:
         what a read through FUSE that costs nothing to answer takes from a
-        download sharing the cores. No streaming read does better."""
+        download sharing the cores: the cost of FUSE itself on this host,
+        beside which the streaming ratio can be read."""
         path = self.null_file()
 
         def read(mnt):
