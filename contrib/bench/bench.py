@@ -89,6 +89,7 @@ class Bench:
         self.runs = []
         self.extra = {}
         self.null_path = None
+        self.cpu_at_mount = None
 
     # ---- plumbing -------------------------------------------------------
 
@@ -389,6 +390,7 @@ class Bench:
                 stop_sampling.wait(0.1)
 
         self.settle()
+        cpu_before = cpu_snapshot() if client == "swarmfs" else None
         start = time.monotonic()
         proc = self.spawn(argv, logf, env=env)
         sampler = threading.Thread(target=sample, daemon=True)
@@ -405,6 +407,8 @@ class Bench:
                 end = time.monotonic()
             else:
                 end = self.wait_for(client, done, self.args.timeout, proc=proc)
+                if cpu_before:
+                    cpu = cpu_between(cpu_before, cpu_snapshot())
                 if finish:
                     finish()
                     proc.wait(30)
@@ -430,6 +434,8 @@ class Bench:
             "cpu_s_per_gib": round((usage["user"] + usage["sys"]) * GiB / total, 2),
             "peak_rss_mib": round(usage["rss_kb"] / 1024, 1), "progress": samples,
         }
+        if cpu_before:
+            run["cpu"] = cpu
         if beside:
             run["beside"] = beside_result[0] if beside_result else None
         log("%-12s seeders=%d round=%s  %6.2f s  %6.1f MB/s  cpu %5.2f s  rss %5.1f MiB" % (
@@ -460,6 +466,7 @@ class Bench:
                     self.torrent, mnt]
             prefix = os.path.join(mnt, "content")
         self.settle()
+        self.cpu_at_mount = cpu_snapshot()
         start = time.monotonic()
         proc = self.spawn(self.in_ns(self.ns_dst, argv), logf)
         name = self.files[0][0]
@@ -532,11 +539,13 @@ class Bench:
         r = subprocess.run(["timeout", str(self.args.timeout), sys.executable, SEQREAD, os.path.join(prefix, name), ref],
                            stdout=subprocess.PIPE, text=True)
         on_disk_at = on_disk.stop() if on_disk else None
+        cpu = cpu_between(self.cpu_at_mount, cpu_snapshot())
         self.unmount_fs(fs, proc, mnt)
         shutil.rmtree(run_dir, ignore_errors=True)
         if r.returncode != 0:
             raise BenchError("%s: sequential read of %s differs or failed (exit %d)" % (fs, name, r.returncode))
-        whole, end = (float(x) for x in r.stdout.split())
+        whole, end, cpu["reader"] = (float(x) for x in r.stdout.split())
+        result["cpu"] = cpu
         # From the mount's start to the last byte, like a plain download's
         # time (start to done): the engine downloads from the start, before
         # the reader opens the file.
@@ -582,12 +591,18 @@ class Bench:
                 return None
             r = subprocess.run(["timeout", str(self.args.timeout), sys.executable, SEQREAD, path, "-", "%d" % rate],
                                stdout=subprocess.PIPE, text=True)
-            return float(r.stdout.split()[0]) if r.returncode == 0 else None
+            if r.returncode != 0:
+                return None
+            seconds, _, cpu = (float(x) for x in r.stdout.split())
+            return seconds, cpu
 
         run = self.download("swarmfs", seeders, "null%d" % round_no, beside=read)
         if run["beside"] is None:
             raise BenchError("the read through nullfs beside the download failed (log: %s)" % (
                 tail(os.path.join(self.out, "logs", "nullfs.log"))))
+        # The reader may end after the download (its threads are gone
+        # then, and were not all counted): its own figure.
+        run["beside"], run["cpu"]["reader"] = run["beside"]
         return run
 
     # ---- swarmfs alone ----------------------------------------------------
@@ -818,6 +833,66 @@ class OnDisk:
         return self.at
 
 
+def cpu_snapshot():
+    """Every thread's CPU time on the machine so far (schedstat, ns), each
+    with its role, and the machine's idle time: taken at a run's start and
+    end, their difference says where the cores went. swarmfs's threads
+    are told apart by name: `fuser-*` answer FUSE requests, the rest are
+    the engine's (its runtime's workers and blocking pool)."""
+    threads = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                comm = f.read().strip()
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmdline = f.read()
+            tids = os.listdir("/proc/%s/task" % pid)
+        except OSError:
+            continue
+        if comm == "swarmfs":
+            role = None
+        elif b"lt_peer.py\0seed\0" in cmdline:
+            role = "seeders"
+        elif b"seqread.py" in cmdline:
+            role = "reader"
+        elif comm == "nullfs":
+            role = "nullfs"
+        else:
+            role = "other"
+        for tid in tids:
+            try:
+                with open("/proc/%s/task/%s/schedstat" % (pid, tid)) as f:
+                    ns = int(f.read().split()[0])
+                if role is None:
+                    with open("/proc/%s/task/%s/comm" % (pid, tid)) as f:
+                        thread_role = "swarmfs FUSE" if f.read().startswith("fuser") else "swarmfs engine"
+                else:
+                    thread_role = role
+            except (OSError, ValueError, IndexError):
+                continue
+            threads[int(tid)] = (thread_role, ns)
+    with open("/proc/stat") as f:
+        cpu = f.readline().split()
+    return {"threads": threads, "idle": (int(cpu[4]) + int(cpu[5])) / os.sysconf("SC_CLK_TCK")}
+
+
+CPU_ROLES = ["swarmfs engine", "swarmfs FUSE", "seeders", "reader", "nullfs", "other", "idle"]
+
+
+def cpu_between(before, after):
+    """CPU seconds by role from `before` to `after` (see cpu_snapshot).
+    The threads of a process that ended in between are not counted: the
+    reader's come from its own report."""
+    out = dict.fromkeys(CPU_ROLES, 0.0)
+    for tid, (role, ns) in after["threads"].items():
+        prev = before["threads"].get(tid)
+        out[role] += (ns - (prev[1] if prev and prev[0] == role else 0)) / 1e9
+    out["idle"] = after["idle"] - before["idle"]
+    return {k: round(v, 3) for k, v in out.items()}
+
+
 def swarmfs_have(mnt):
     """The bytes a swarmfs mount has verified (`have` in its `stats`); 0
     before it answers."""
@@ -925,6 +1000,16 @@ def summarize(runs, extra, args):
         floors = [f["to_plain"] for f in extra.get("fuse_floor", []) if f["seeders"] == n]
         if floors:
             out.setdefault("fuse_floor", []).append({"seeders": n, "rounds": len(floors), "to_plain": median(floors)})
+        # Where the cores went in each kind of run, by role.
+        kinds = [("plain download", [(s["plain_wall_s"], s["plain_cpu"]) for s in pairs if "plain_cpu" in s]),
+                 ("streaming", [(s["from_mount_s"], s["cpu"]) for s in pairs if "cpu" in s]),
+                 ("beside nullfs", [(f["wall_s"], f["cpu"]) for f in extra.get("fuse_floor", [])
+                                    if f["seeders"] == n and "cpu" in f])]
+        for kind, rows in kinds:
+            if rows:
+                out.setdefault("cpu", []).append({
+                    "seeders": n, "run": kind, "rounds": len(rows), "wall_s": median([w for w, _ in rows]),
+                    "cpu_s": {role: round(median([c[role] for _, c in rows]), 3) for role in CPU_ROLES}})
         if pairs:
             r = median([s["streaming_to_plain"] for s in pairs])
             out["targets"].append(target(
@@ -942,7 +1027,7 @@ def paired(streamed, plain):
     ratio = streamed["from_mount_mb_per_s"] / plain["mb_per_s"]
     log("stream swarmfs  seeders=%d round=%d  plain download %.1f MB/s, streaming / plain %.2f" % (
         streamed["seeders"], streamed["round"], plain["mb_per_s"], ratio))
-    return {"plain_wall_s": plain["wall_s"], "plain_mb_per_s": plain["mb_per_s"],
+    return {"plain_wall_s": plain["wall_s"], "plain_mb_per_s": plain["mb_per_s"], "plain_cpu": plain["cpu"],
             "streaming_to_plain": round(ratio, 3)}
 
 
@@ -953,7 +1038,8 @@ def floor_of(beside, plain, seeders, round_no):
     log("null read       seeders=%d round=%d  download beside it %.1f MB/s, plain %.1f MB/s, ratio %.2f" % (
         seeders, round_no, beside["mb_per_s"], plain["mb_per_s"], ratio))
     return {"seeders": seeders, "round": round_no, "wall_s": beside["wall_s"], "mb_per_s": beside["mb_per_s"],
-            "cpu_s": beside["cpu_s"], "read_s": round(beside["beside"], 3), "plain_mb_per_s": plain["mb_per_s"],
+            "cpu_s": beside["cpu_s"], "cpu": beside["cpu"], "read_s": round(beside["beside"], 3),
+            "plain_mb_per_s": plain["mb_per_s"],
             "to_plain": round(ratio, 3)}
 
 
@@ -1041,6 +1127,14 @@ def markdown(meta, summary, extra):
                   "by round: %s)." % (f["seeders"], f["to_plain"], f["rounds"],
                                       "; ".join("%.1f / %.1f MB/s = %.2f" % (x["mb_per_s"], x["plain_mb_per_s"], x["to_plain"])
                                                 for x in rounds))]
+    cpu = summary.get("cpu")
+    if cpu:
+        lines += ["", "Where the cores went, from the mount to the end of the run (CPU-seconds, medians of the streaming "
+                  "rounds; every thread on the machine by role, from schedstat; idle: both cores' idle time):", "",
+                  "| seeders | run | wall s | " + " | ".join(CPU_ROLES) + " |", "|---|---|---|" + "---|" * len(CPU_ROLES)]
+        for c in cpu:
+            lines.append("| %d | %s | %.3f | " % (c["seeders"], c["run"], c["wall_s"]) +
+                         " | ".join("%.3f" % c["cpu_s"][role] for role in CPU_ROLES) + " |")
     retried = [s for s in extra.get("streaming", []) if s.get("retried")]
     if retried:
         lines += ["", "Mounted a second time after a failed mount: " + "; ".join(
