@@ -536,15 +536,20 @@ class Bench:
         # ends well after it lagged behind the download, one that ends
         # with it was held to a download slower than a plain one.
         on_disk = OnDisk(mnt, size) if fs == "swarmfs" else None
-        r = subprocess.run(["timeout", str(self.args.timeout), sys.executable, SEQREAD, os.path.join(prefix, name), ref],
-                           stdout=subprocess.PIPE, text=True)
+        reader = subprocess.Popen(["timeout", str(self.args.timeout), sys.executable, SEQREAD,
+                                   os.path.join(prefix, name), ref], stdout=subprocess.PIPE, text=True)
+        # Its first line comes at the last byte, before it checks what it
+        # read (reading the file once more): the cores are counted to there.
+        timing = reader.stdout.readline()
         on_disk_at = on_disk.stop() if on_disk else None
         cpu = cpu_between(self.cpu_at_mount, cpu_snapshot())
+        reader.stdout.read()
+        reader.wait()
         self.unmount_fs(fs, proc, mnt)
         shutil.rmtree(run_dir, ignore_errors=True)
-        if r.returncode != 0:
-            raise BenchError("%s: sequential read of %s differs or failed (exit %d)" % (fs, name, r.returncode))
-        whole, end, cpu["reader"] = (float(x) for x in r.stdout.split())
+        if reader.returncode != 0 or len(timing.split()) != 3:
+            raise BenchError("%s: sequential read of %s differs or failed (exit %d)" % (fs, name, reader.returncode))
+        whole, end, cpu["reader"] = (float(x) for x in timing.split())
         result["cpu"] = cpu
         # From the mount's start to the last byte, like a plain download's
         # time (start to done): the engine downloads from the start, before
