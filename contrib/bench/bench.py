@@ -89,7 +89,6 @@ class Bench:
         self.runs = []
         self.extra = {}
         self.null_path = None
-        self.cpu_at_mount = None
 
     # ---- plumbing -------------------------------------------------------
 
@@ -451,7 +450,10 @@ class Bench:
 
     def mount_fs(self, fs, run_dir, logf):
         """Mounts `fs` at RUN_DIR/mnt, its output to `logf` (kept in
-        OUT/logs, so that a mount that failed can be explained)."""
+        OUT/logs, so that a mount that failed can be explained). Returns
+        the process, the mount point, the content's path in it, when the
+        mount started, the seconds it took, and a `cpu_snapshot` from just
+        before it started."""
         mnt = os.path.join(run_dir, "mnt")
         data = os.path.join(run_dir, "data")
         os.makedirs(mnt)
@@ -466,7 +468,7 @@ class Bench:
                     self.torrent, mnt]
             prefix = os.path.join(mnt, "content")
         self.settle()
-        self.cpu_at_mount = cpu_snapshot()
+        cpu_before = cpu_snapshot()
         start = time.monotonic()
         proc = self.spawn(self.in_ns(self.ns_dst, argv), logf)
         name = self.files[0][0]
@@ -475,7 +477,7 @@ class Bench:
         except BenchError as e:
             self.unmount_fs(fs, proc, mnt)
             raise BenchError("%s (log %s: %s)" % (e, logf, tail(logf)))
-        return proc, mnt, prefix, start, ready - start
+        return proc, mnt, prefix, start, ready - start, cpu_before
 
     def mount_reference(self, fs, run_dir, logf, result):
         """`mount_fs`, once more if a reference filesystem (btfs) dies
@@ -518,7 +520,7 @@ class Bench:
         os.makedirs(logs, exist_ok=True)
         logf = os.path.join(logs, "stream-%s-s%d-r%d" % (fs, seeders, round_no))
         shutil.rmtree(run_dir, ignore_errors=True)
-        proc, mnt, prefix, _, mount_s = self.mount_reference(fs, run_dir, logf + "-first.log", result)
+        proc, mnt, prefix, _, mount_s, _ = self.mount_reference(fs, run_dir, logf + "-first.log", result)
         offset = random.randrange(size // 4, size - 16384) // 16384
         t0 = time.monotonic()
         r = subprocess.run(["timeout", "120", "dd", "if=" + os.path.join(prefix, name), "of=/dev/null",
@@ -531,7 +533,7 @@ class Bench:
         # A whole file read in order through a fresh mount, timed, then
         # checked against the source through the same open file.
         shutil.rmtree(run_dir, ignore_errors=True)
-        proc, mnt, prefix, started, _ = self.mount_reference(fs, run_dir, logf + "-sequential.log", result)
+        proc, mnt, prefix, started, _, cpu_at_mount = self.mount_reference(fs, run_dir, logf + "-sequential.log", result)
         # When swarmfs has the whole file on disk: a streaming read that
         # ends well after it lagged behind the download, one that ends
         # with it was held to a download slower than a plain one.
@@ -542,7 +544,7 @@ class Bench:
         # read (reading the file once more): the cores are counted to there.
         timing = reader.stdout.readline()
         on_disk_at = on_disk.stop() if on_disk else None
-        cpu = cpu_between(self.cpu_at_mount, cpu_snapshot())
+        cpu = cpu_between(cpu_at_mount, cpu_snapshot())
         reader.stdout.read()
         reader.wait()
         self.unmount_fs(fs, proc, mnt)
